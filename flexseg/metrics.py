@@ -1,0 +1,237 @@
+"""Segmentation metrics: Keras metrics by name for training, numpy scores for evaluation reports.
+
+``dice_coef_multiclass`` is the reference's soft dice averaged over all K classes *including
+background*, kept comparable with its published numbers; the background inflates it (an
+all-background prediction of a 1%-foreground mask scores ~0.5 at K=2). ``ForegroundDice``
+(logged as ``dice`` and ``dice_<class>``) is the honest one: hard predictions, counts pooled over
+the epoch, background left out, a class absent from truth and prediction NaN and out of the mean.
+``compute_confusion`` / ``compute_scores`` / ``nanmean_foreground`` do the same in numpy on
+integer label maps for evaluation reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from flexseg.errors import FlexsegError
+from flexseg.losses import dice_coef
+
+
+@keras.saving.register_keras_serializable(package="flexseg")
+def dice_coef_multiclass(y_true: Any, y_pred: Any, smooth: float = 1e-6) -> Any:
+    """Reference metric: per-class soft dice over the flattened batch, averaged over all K classes.
+
+    For class c: ``(2 * sum(t_c * p_c) + smooth) / (sum(t_c) + sum(p_c) + smooth)``; background
+    (class 0) is included in the average. With K == 1 this equals ``dice_coef(..., smooth)``.
+
+    Args:
+        y_true: One-hot targets (B, H, W, K), or 0/1 targets (B, H, W, 1).
+        y_pred: Probabilities of the same shape.
+        smooth: Added to numerator and denominator of every class.
+
+    Returns:
+        Scalar float32 tensor in [0, 1].
+    """
+    y_pred = ops.cast(y_pred, "float32")  # float16 sums overflow; see dice_coef
+    num_classes = y_pred.shape[-1]
+    y_true_f = ops.reshape(ops.cast(y_true, "float32"), [-1, num_classes])
+    y_pred_f = ops.reshape(y_pred, [-1, num_classes])
+    intersection = ops.sum(y_true_f * y_pred_f, axis=0)
+    union = ops.sum(y_true_f, axis=0) + ops.sum(y_pred_f, axis=0)
+    return ops.mean((2.0 * intersection + smooth) / (union + smooth))
+
+
+@keras.saving.register_keras_serializable(package="flexseg")
+class ForegroundDice(keras.metrics.Metric):
+    """Hard dice from per-class counts accumulated over an epoch; NaN-aware mean over classes.
+
+    Predictions are hardened by argmax over K (multi-class) or ``p > 0.5`` (binary, where the
+    classes become {0: background, 1: foreground}); targets likewise. Per class c the state holds
+    intersection I_c, truth count T_c and prediction count P_c; ``result()`` is the mean over the
+    selected classes of ``2 I_c / (T_c + P_c)``, skipping classes with ``T_c + P_c == 0`` (absent
+    from both); NaN if every selected class is absent.
+
+    Args:
+        num_classes: Model output channels K; 1 means binary (sigmoid).
+        class_ids: Classes to average; None means all foreground classes (1..K-1, or [1] binary).
+        name: Metric name as Keras logs it (``dice``, ``val_dice``); ``dice_<class>`` per class.
+        dtype: Dtype of the state variables and result.
+    """
+
+    def __init__(self, num_classes: int, class_ids: Optional[Sequence[int]] = None,
+                 name: str = "dice", dtype: Any = "float32") -> None:
+        super().__init__(name=name, dtype=dtype)
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        self.num_classes = int(num_classes)
+        self.num_states = max(self.num_classes, 2)
+        ids = range(1, self.num_states) if class_ids is None else class_ids
+        self.class_ids = [int(c) for c in ids]
+        if not self.class_ids or any(not 0 <= c < self.num_states for c in self.class_ids):
+            raise ValueError(
+                f"class_ids must be a non-empty subset of 0..{self.num_states - 1}, "
+                f"got {class_ids}."
+            )
+        shape = (self.num_states,)
+        self.intersection = self.add_variable(shape, "zeros", self.dtype, name="intersection")
+        self.true_count = self.add_variable(shape, "zeros", self.dtype, name="true_count")
+        self.pred_count = self.add_variable(shape, "zeros", self.dtype, name="pred_count")
+
+    def _to_one_hot(self, y: Any) -> Any:
+        """Harden (B, H, W, K) probabilities or targets into one-hot (B, H, W, num_states)."""
+        y = ops.convert_to_tensor(y)
+        if self.num_classes == 1:
+            labels = ops.cast(y[..., 0] > 0.5, "int32")
+        else:
+            labels = ops.argmax(y, axis=-1)
+        return ops.one_hot(labels, self.num_states, dtype=self.dtype)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Add one batch's counts.
+
+        Args:
+            y_true: One-hot (B, H, W, K) or 0/1 (B, H, W, 1) targets.
+            y_pred: Probabilities of the same shape.
+            sample_weight: Optional weights, (B,), (B, H, W) or (B, H, W, 1).
+        """
+        t = self._to_one_hot(y_true)
+        p = self._to_one_hot(y_pred)
+        both = t * p
+        if sample_weight is not None:
+            w = ops.cast(sample_weight, self.dtype)
+            while len(w.shape) < len(t.shape):
+                w = ops.expand_dims(w, -1)
+            t, p, both = t * w, p * w, both * w
+        axes = tuple(range(len(t.shape) - 1))
+        self.intersection.assign_add(ops.sum(both, axis=axes))
+        self.true_count.assign_add(ops.sum(t, axis=axes))
+        self.pred_count.assign_add(ops.sum(p, axis=axes))
+
+    def result(self) -> Any:
+        """Mean dice over the selected classes, NaN-ignoring; NaN if all are absent."""
+        denom = ops.take(self.true_count + self.pred_count, self.class_ids)
+        dice = 2.0 * ops.take(self.intersection, self.class_ids) / ops.where(denom > 0, denom, 1.0)
+        present = ops.cast(denom > 0, self.dtype)
+        return ops.sum(dice * present) / ops.sum(present)  # 0 / 0 = NaN when all are absent
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, for ``.keras`` saving."""
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "class_ids": list(self.class_ids)}
+
+
+def _build_foreground_dice(num_classes: int, class_names: Sequence[str]) -> list:
+    """The foreground mean ``dice`` plus one ``dice_<class>`` per foreground class."""
+    expected = max(num_classes, 2)
+    if len(class_names) != expected:
+        raise FlexsegError(
+            f"metric 'dice' needs {expected} class names (background first) for "
+            f"{num_classes} model output(s), got {len(class_names)}: {list(class_names)}."
+        )
+    per_class = [ForegroundDice(num_classes, class_ids=[c], name=f"dice_{class_names[c]}")
+                 for c in range(1, expected)]
+    return [ForegroundDice(num_classes, name="dice"), *per_class]
+
+
+METRICS: dict[str, Callable[[int, Sequence[str]], list]] = {
+    "dice_coef_multiclass": lambda num_classes, class_names: [dice_coef_multiclass],
+    "dice_coef": lambda num_classes, class_names: [dice_coef],
+    "dice": _build_foreground_dice,
+}
+
+
+def build_metrics(names: Sequence[str], num_classes: int, class_names: Sequence[str]) -> list:
+    """Keras metrics for ``model.compile`` from ``train.metrics`` names.
+
+    ``"dice"`` expands to the foreground mean ``dice`` plus one ``dice_<class>`` per foreground
+    class; the other names give one function metric each, logged under the function's name.
+
+    Args:
+        names: Keys of ``METRICS``.
+        num_classes: Model output channels K; 1 means binary.
+        class_names: Dataset class names, background first (2 names when binary).
+
+    Returns:
+        Metric functions and ``ForegroundDice`` instances, in the order named.
+
+    Raises:
+        FlexsegError: A name is unknown or repeated, or class_names does not fit num_classes.
+    """
+    metrics: list = []
+    for name in names:
+        if name not in METRICS:
+            raise FlexsegError(
+                f"train.metrics entry '{name}' is unknown; available: {', '.join(sorted(METRICS))}."
+            )
+        if list(names).count(name) > 1:
+            raise FlexsegError(f"train.metrics lists '{name}' more than once: {list(names)}.")
+        metrics.extend(METRICS[name](num_classes, class_names))
+    return metrics
+
+
+def compute_confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion counts of two integer label maps.
+
+    Args:
+        y_true: Truth class indices, any shape, values in [0, K).
+        y_pred: Predicted class indices, same shape.
+        num_classes: K (2 for a binary task).
+
+    Returns:
+        (K, K) int64 counts; rows are truth, columns prediction.
+
+    Raises:
+        ValueError: The shapes differ or a label lies outside [0, K).
+    """
+    if np.shape(y_true) != np.shape(y_pred):
+        raise ValueError(
+            f"y_true and y_pred shapes differ: {np.shape(y_true)} vs {np.shape(y_pred)}."
+        )
+    t = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.asarray(y_pred, dtype=np.int64).ravel()
+    for label, values in (("y_true", t), ("y_pred", p)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{label} values must lie in [0, {num_classes}), got "
+                             f"[{values.min()}, {values.max()}].")
+    counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise numerator / denominator as float64, NaN where the denominator is 0."""
+    out = np.full(numerator.shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def compute_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class dice, IoU, precision and recall from a confusion matrix.
+
+    Args:
+        confusion: (K, K) counts, rows truth, columns prediction.
+
+    Returns:
+        ``{"dice", "iou", "precision", "recall"}`` -> (K,) float64 arrays. dice/IoU are NaN for a
+        class absent from both truth and prediction; precision is NaN for a class never
+        predicted, recall for a class never in the truth.
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    fp = confusion.sum(axis=0) - tp
+    fn = confusion.sum(axis=1) - tp
+    return {"dice": _ratio(2 * tp, 2 * tp + fp + fn), "iou": _ratio(tp, tp + fp + fn),
+            "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn)}
+
+
+def nanmean_foreground(values: np.ndarray) -> float:
+    """Mean of (K,) per-class ``values`` over classes 1.. (no background), ignoring NaN.
+
+    Returns NaN (without a warning) when no foreground value is left.
+    """
+    foreground = np.asarray(values, dtype=np.float64)[1:]
+    foreground = foreground[~np.isnan(foreground)]
+    return float(foreground.mean()) if foreground.size else float("nan")

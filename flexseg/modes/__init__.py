@@ -1,0 +1,1 @@
+"""Mode runners: `run(cfg, ctx) -> dict[str, float]`, thin orchestration of the library."""

@@ -1,0 +1,149 @@
+"""Every MLflow call of flexseg lives here: one seam to stub or swap the tracking backend."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from flexseg.errors import FlexsegError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_ARTIFACT = "checkpoints/best.keras"
+
+
+def resolve_uri(uri: str) -> str:
+    """Make a relative `sqlite:///file.db` absolute against the current working directory."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def _default_artifact_location(uri: str) -> str:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+    return str(Path("mlartifacts").resolve().as_uri())
+
+
+def setup(uri: str, experiment: str, artifact_location: str | None = None) -> str:
+    """Point MLflow at the store and return the experiment id (created on first use)."""
+    uri = resolve_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = artifact_location or _default_artifact_location(uri)
+    try:
+        return client.create_experiment(experiment, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel run
+        return client.get_experiment_by_name(experiment).experiment_id
+
+
+def flatten_params(obj: Any, prefix: str = "") -> dict[str, str]:
+    """Flatten a config dataclass into {'model.num_layers': '8', ...} (lists as JSON text)."""
+    if dataclasses.is_dataclass(obj):
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(obj):
+            out.update(flatten_params(getattr(obj, f.name), f"{prefix}{f.name}."))
+        return out
+    key = prefix.rstrip(".")
+    if isinstance(obj, enum.Enum):
+        return {key: str(obj.value)}
+    if isinstance(obj, (list, tuple)):
+        return {key: json.dumps([dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x for x in obj])}
+    return {key: str(obj)}
+
+
+def git_commit() -> str:
+    """The repository's commit, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@contextlib.contextmanager
+def start_run(
+    experiment_id: str, run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception."""
+    run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name, tags=tags)
+    try:
+        yield run.info.run_id
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def log_params(params: dict[str, str]) -> None:
+    items = list(params.items())
+    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        mlflow.log_params(dict(items[i : i + 100]))
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_image(image: np.ndarray, key: str, step: int) -> None:
+    """An RGB uint8 image tracked by step (the MLflow UI shows a step slider)."""
+    mlflow.log_image(image, key=key, step=step, synchronous=True)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_artifacts(folder: Path, artifact_path: str | None = None) -> None:
+    mlflow.log_artifacts(str(folder), artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+def find_latest_training_run(experiment_id: str) -> str | None:
+    """Id of the newest FINISHED run tagged mode=train in the experiment, or None."""
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string="tags.mode = 'train' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def fetch_checkpoint(run_id: str) -> Path:
+    """Local path of the best checkpoint logged by a training run.
+
+    Raises:
+        FlexsegError: when the run does not exist or logged no checkpoint.
+    """
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT))
+    except Exception as err:  # MLflow raises several types for a missing run/artifact
+        raise FlexsegError(
+            f"ckpt=runs:/{run_id}: cannot fetch '{CHECKPOINT_ARTIFACT}' from that MLflow run ({err}). "
+            "Check the run id with `make ui`, or pass ckpt=path/to/model.keras."
+        ) from err

@@ -1,0 +1,55 @@
+"""The tf.data pipeline: shapes, one-hot/binary targets, nearest-neighbour mask resizing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flexseg.config import ClassConfig
+from flexseg.data.discovery import Split
+from flexseg.data.masks import build_palette
+from flexseg.data.pipeline import build_dataset, build_image_dataset, labels_from_target
+
+CLASSES = [ClassConfig("bg", [0, 0, 0]), ClassConfig("a", [255, 0, 0]), ClassConfig("b", [0, 0, 255])]
+
+
+def _pair(tmp_path: Path, name: str, size: tuple[int, int]) -> tuple[str, str]:
+    h, w = size
+    labels = np.zeros((h, w), np.uint8)
+    labels[: h // 2, : w // 3] = 1
+    labels[h // 2 :, w // 2 :] = 2
+    rgb = build_palette(CLASSES)[labels]
+    img, mask = tmp_path / f"{name}_img.png", tmp_path / f"{name}_mask.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    cv2.imwrite(str(mask), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return str(img), str(mask)
+
+
+def test_batches_have_model_shapes_and_one_hot_targets(tmp_path: Path) -> None:
+    pairs = [_pair(tmp_path, f"p{i}", (45, 61)) for i in range(3)]
+    split = Split("train", tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+    ds = build_dataset(split, build_palette(CLASSES), (32, 32), 3, 3, batch_size=2)
+    batches = list(ds)
+    x, y = batches[0]
+    assert x.shape == (2, 32, 32, 3) and y.shape == (2, 32, 32, 3)
+    assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
+    target = y.numpy()
+    np.testing.assert_array_equal(target.sum(-1), 1.0)  # exactly one class per pixel after resizing
+    assert set(np.unique(labels_from_target(target))) == {0, 1, 2}
+    assert [b[0].shape[0] for b in batches] == [2, 1]
+
+
+def test_binary_target_for_one_output(tmp_path: Path) -> None:
+    img, mask = _pair(tmp_path, "p", (32, 32))
+    ds = build_dataset(Split("t", (img,), (mask,)), build_palette(CLASSES), (32, 32), 3, 1, batch_size=1)
+    _, y = next(iter(ds))
+    assert y.shape == (1, 32, 32, 1)
+    assert set(np.unique(y.numpy())) == {0.0, 1.0}
+
+
+def test_image_dataset_keeps_order_and_channels(tmp_path: Path) -> None:
+    paths = [_pair(tmp_path, f"p{i}", (20 + i, 30))[0] for i in range(3)]
+    batches = list(build_image_dataset(paths, (16, 16), 1, batch_size=2))
+    assert [b.shape for b in batches] == [(2, 16, 16, 1), (1, 16, 16, 1)]
