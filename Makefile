@@ -7,7 +7,7 @@ PORT ?= 5000
 RUN := $(BIN)/flexseg experiment=demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all ui clean
+.PHONY: help install demo test test-fast ui clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ demo: install  ## synthetic data -> train -> eval -> infer -> tiled, then where 
 
 test: install  ## the test suite (what CI runs)
 	$(BIN)/python -m pytest -q
+
+test-fast: install  ## the suite without the slow end-to-end CLI tests
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: install  ## MLflow UI on http://127.0.0.1:5000 (HOST=... PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(HOST) --port $(PORT)

@@ -35,6 +35,7 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
+        logs.pop("learning_rate", None)  # Keras adds it when an LR callback runs; we log it as `lr` always
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         for kind, path in self.files.items():
             keys = sorted(k for k in logs if (k.endswith("loss") == (kind == "losses")))

@@ -134,6 +134,14 @@ def find_latest_training_run(experiment_id: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def run_tag(run_id: str, key: str) -> str | None:
+    """A tag of a run, or None when the run or the tag does not exist."""
+    try:
+        return MlflowClient().get_run(run_id).data.tags.get(key)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
 def fetch_checkpoint(run_id: str) -> Path:
     """Local path of the best checkpoint logged by a training run.
 

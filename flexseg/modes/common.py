@@ -68,6 +68,7 @@ def resolve_checkpoint(ckpt: str, experiment_id: str, experiment: str) -> tuple[
     Raises:
         FlexsegError: when no checkpoint can be found.
     """
+    run_id: str | None = None
     if ckpt == "latest":
         run_id = tracking.find_latest_training_run(experiment_id)
         if run_id is None:
@@ -75,10 +76,12 @@ def resolve_checkpoint(ckpt: str, experiment_id: str, experiment: str) -> tuple[
                 f"ckpt=latest: the MLflow experiment '{experiment}' has no finished training run. "
                 "Train first (flexseg mode=train ...), or pass ckpt=path/to/model.keras or ckpt=runs:/<run_id>."
             )
-        return tracking.fetch_checkpoint(run_id), run_id
-    if ckpt.startswith("runs:/"):
+    elif ckpt.startswith("runs:/"):
         run_id = ckpt[len("runs:/") :].strip("/").split("/")[0]
-        return tracking.fetch_checkpoint(run_id), run_id
+    if run_id is not None:
+        # The training run's own folder when it is on this machine, else a copy from the artifact store.
+        local = Path(tracking.run_tag(run_id, "run_dir") or "/nonexistent") / "checkpoints" / "best.keras"
+        return (local if local.is_file() else tracking.fetch_checkpoint(run_id)), run_id
     path = Path(ckpt)
     if not path.is_file():
         raise FlexsegError(f"ckpt='{ckpt}': no such file. Give a .keras file, runs:/<run_id> or latest.")

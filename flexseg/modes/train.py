@@ -75,6 +75,7 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
     log.info("model %s: %.3f M parameters", m.name, model.count_params() / 1e6)
 
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.run_dir / "config.yaml").write_text(ctx.config_yaml)
     exp_id = common.open_tracking(cfg)
     with tracking.start_run(exp_id, tags=common.run_tags(cfg, "train", ctx.run_dir)) as run_id:
         log.info("MLflow run %s (experiment '%s')", run_id, cfg.tracking.experiment)
@@ -85,7 +86,7 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
         callbacks = _callbacks(cfg, ctx.run_dir, infer_ds)
         history = model.fit(
             train_ds, validation_data=valid_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-            validation_steps=t.validation_steps, callbacks=callbacks, verbose=2,
+            validation_steps=t.validation_steps, callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
         )
         best_path = ctx.run_dir / "checkpoints" / "best.keras"
         if not best_path.exists():  # checkpoint callback off, or monitor never finite

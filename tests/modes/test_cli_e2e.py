@@ -86,7 +86,7 @@ def test_user_dataset_yaml_on_real_lung_tumor_data(tmp_path: Path, shared_data: 
         "  - {name: background, color: [0, 0, 0]}\n  - {name: tumor, color: [255, 255, 255]}\n"
     )
     run_cli(["--config-dir", str(tmp_path / "my_conf"), "dataset=lungs", "model.image_height=64",
-             "model.image_width=64", "model.num_layers=3", "model.base_filters=4", "train.epochs=1",
+             "model.image_width=64", "model.num_classes=1", "model.num_layers=3", "model.base_filters=4", "train.epochs=1",
              "train.batch_size=4", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/run"],
             cwd=tmp_path)
     assert (tmp_path / "run" / "checkpoints" / "best.keras").is_file()
