@@ -23,9 +23,13 @@ def build_model(cfg: ModelConfig) -> keras.Model:
         An uncompiled Keras model, images (batch, H, W, C) -> probabilities (batch, H, W, K).
 
     Raises:
-        FlexsegError: when `cfg.name` is not a key of `MODEL_BUILDERS`.
+        FlexsegError: when `cfg.name` is not a key of `MODEL_BUILDERS`, or a builder rejects a
+            value (an unknown activation, say); the message names the `model.` key.
     """
     builder = MODEL_BUILDERS.get(cfg.name)
     if builder is None:
         raise FlexsegError(f"model.name='{cfg.name}' is unknown; available: {', '.join(MODEL_BUILDERS)}.")
-    return builder(cfg)
+    try:
+        return builder(cfg)
+    except ValueError as err:  # builders raise ValueError naming the bad value and the valid ones
+        raise FlexsegError(f"model.{err}") from err

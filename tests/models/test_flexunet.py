@@ -161,6 +161,8 @@ def test_registry_builds_and_rejects_unknown_name() -> None:
     assert build_model(tiny_config()).name == "flexunet"
     with pytest.raises(FlexsegError, match=r"model.name='segformer' is unknown; available: flexunet\."):
         build_model(tiny_config(name="segformer"))
+    with pytest.raises(FlexsegError, match=r"model\.activation='relux' is unknown"):
+        build_model(tiny_config(activation="relux"))
 
 
 def test_output_stays_float32_under_mixed_precision() -> None:
