@@ -7,7 +7,7 @@ PORT ?= 5000
 RUN := $(BIN)/flexseg experiment=demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui clean
+.PHONY: help install demo test test-fast ui bench-data bench-tiled clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,13 @@ test-fast: install  ## the suite without the slow end-to-end CLI tests
 
 ui: install  ## MLflow UI on http://127.0.0.1:5000 (HOST=... PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(HOST) --port $(PORT)
+
+bench-data: install  ## data pipeline throughput + peak RSS (plain and augmented), training step rate
+	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_augment.py
+
+bench-tiled: install  ## tiled inference: seconds, MP/s vs the model's forward-only limit, peak RSS
+	$(BIN)/python benchmarks/bench_tiled.py
 
 clean:  ## remove outputs, the MLflow store and generated data (keeps .venv)
 	rm -rf outputs multirun mlflow.db mlartifacts data/synthetic

@@ -22,7 +22,9 @@ from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)
 
-MODE_MODULES = {"train": "train", "eval": "evaluate", "infer": "infer", "tiled": "tiled"}
+MODE_MODULES = {
+    "train": "train", "eval": "evaluate", "infer": "infer", "tiled": "tiled", "stats": "stats", "preview": "preview",
+}
 
 
 @dataclass

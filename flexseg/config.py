@@ -33,6 +33,8 @@ class Mode(enum.Enum):
     eval = "eval"
     infer = "infer"
     tiled = "tiled"
+    stats = "stats"
+    preview = "preview"
 
 
 @dataclass

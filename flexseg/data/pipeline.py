@@ -5,7 +5,7 @@ Only file names are held in memory; images are read by a parallel `map` as batch
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -14,6 +14,9 @@ from flexseg.data.discovery import Split
 from flexseg.data.masks import decode_mask
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+# (image (H, W, C) float32 in [0, 1], labels (H, W) int32, stateless seed (2,) int64) -> (image, labels)
+AugmentFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
 def decode_image(path: tf.Tensor, size: tuple[int, int], channels: int) -> tf.Tensor:
@@ -56,6 +59,7 @@ def build_dataset(
     seed: int = 0,
     repeat: bool = False,
     shuffle_buffer: int = 256,
+    augment: AugmentFn | None = None,
 ) -> tf.data.Dataset:
     """Streaming (image, target) batches of one split.
 
@@ -68,6 +72,8 @@ def build_dataset(
         batch_size: pairs per batch.
         shuffle: reshuffle file order every epoch (seeded).
         repeat: repeat forever (for `steps_per_epoch`).
+        augment: online augmentation applied after decoding at model size; it gets a per-pair
+            stateless seed drawn from `seed`, new every epoch, so runs are repeatable.
 
     Returns:
         Dataset of ((B, H, W, C) float32 images, (B, H, W, K) float32 targets).
@@ -78,12 +84,19 @@ def build_dataset(
     if repeat:
         ds = ds.repeat()
 
-    def load(img_path: tf.Tensor, mask_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = decode_image(img_path, size, channels)
-        target = encode_target(decode_labels(mask_path, size, palette), num_outputs)
-        return image, target
+    def load(paths: tuple[tf.Tensor, tf.Tensor], pair_seed: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        image = decode_image(paths[0], size, channels)
+        labels = decode_labels(paths[1], size, palette)
+        if augment is not None:
+            image, labels = augment(image, labels, pair_seed)
+        return image, encode_target(labels, num_outputs)
 
-    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size).prefetch(AUTOTUNE)
+    if augment is None:
+        ds = ds.map(lambda i, m: load((i, m)), num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
 def build_image_dataset(paths: Sequence[str], size: tuple[int, int], channels: int, batch_size: int) -> tf.data.Dataset:
