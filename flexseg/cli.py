@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from flexseg.config import REPO_ROOT, Config, check_override_key, register_configs, validate_config
 from flexseg.errors import FlexsegError
 
+ERROR_MARKER = "[flexseg] "  # == flexseg.data.pipeline.ERROR_MARKER (not imported: it pulls in TensorFlow)
+
 log = logging.getLogger(__name__)
 
 MODE_MODULES = {
@@ -75,6 +77,12 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
     except FlexsegError as err:
         _fail(str(err))
         return None
+    except Exception as err:
+        # A data error raised inside a tf.data map reaches us wrapped in a TensorFlow error.
+        text = str(err)
+        if type(err).__module__.startswith("tensorflow") and ERROR_MARKER in text:
+            _fail(text.split(ERROR_MARKER, 1)[1].split("\n", 1)[0].strip())
+        raise
     log.info("results: %s", ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
     # Returned for sweepers that optimise a number (Optuna and friends).
     return results.get("objective")

@@ -85,8 +85,10 @@ class SyntheticConfig:
 class DatasetConfig:
     """Where the images and masks are and what the mask colours mean.
 
-    Split paths default to `<root>/<split>/{images,masks}`; each may be a folder or a glob of
-    folders (`train/*/images`), absolute or relative to `root`.
+    Split paths default to `<root>/<split>/{images,masks}` (or `<root>/<split>/*/{images,masks}`,
+    per-class subfolders, when that is the layout found); each may be a folder or a glob of folders
+    (`train/*/images`), absolute or relative to `root`. Images and masks pair by the folder parts the
+    glob matched plus the file stem, never by sort order.
     """
 
     name: str = "custom"
@@ -98,6 +100,22 @@ class DatasetConfig:
     valid_masks: Optional[str] = None
     test_images: Optional[str] = None
     test_masks: Optional[str] = None
+    # Masks: auto (palette PNG / 2-D npz -> index, else rgb) | rgb (nearest class colour) |
+    # gray (blur, then `threshold` when `binarize`) | index (pixel value = class index).
+    mask_format: str = "auto"
+    color_tolerance: float = 60.0  # RGB distance; farther pixels count as unmatched
+    max_unmatched: float = 0.01  # fraction of a mask's pixels allowed to be unmatched
+    threshold: int = 80
+    blur: int = 0
+    binarize: bool = True
+    # Images: RGB | BGR channel order, a cv2 COLOR_* conversion by name, gamma, resize method.
+    color_order: str = "RGB"
+    color_converter: Optional[str] = None
+    gamma: Optional[float] = None
+    image_interpolation: str = "auto"
+    on_bad_file: str = "error"  # error | skip (warn once per file and leave the pair out)
+    max_pixels: int = 2**28  # refuse larger images (decompression-bomb guard)
+    cache: bool = False  # keep decoded pairs in memory after the first epoch
     synthetic: Optional[SyntheticConfig] = None
 
 
@@ -150,6 +168,14 @@ class TilingConfig:
 
 
 @dataclass
+class StatsConfig:
+    """`mode=stats`: which splits to check, and how many files to decode at once."""
+
+    splits: List[str] = field(default_factory=lambda: ["train", "valid", "test"])
+    workers: int = 4
+
+
+@dataclass
 class InferConfig:
     # None: the test images of the dataset.
     images_dir: Optional[str] = None
@@ -179,6 +205,7 @@ class Config:
     tiling: TilingConfig = field(default_factory=TilingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

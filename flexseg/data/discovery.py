@@ -1,25 +1,38 @@
-"""Find image/mask files of a split and pair them by file stem (never by sort order)."""
+"""Find the image/mask files of a split, pair them, and collect every problem before training.
+
+Pairing is by the folder parts a glob matched (`train/*/images` -> the class folder) plus the file
+stem — never by sort order. Every problem found (unpaired files, empty/corrupt/truncated/oversized
+files, size mismatches, duplicate stems, missing folders) is collected, so one message lists them
+all; `dataset.on_bad_file=skip` leaves bad pairs out with a warning each instead.
+"""
 
 from __future__ import annotations
 
 import glob
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flexseg.config import DatasetConfig
+from flexseg.data.checks import Problem, inspect_file
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MASK_EXTS = (*IMAGE_EXTS, ".npz")
 SPLITS = ("train", "valid", "test")
-_MAX_LISTED = 10
+POLICIES = ("error", "skip")
+# Problems no policy can skip: without them there is no split to speak of.
+FATAL = ("missing-folder", "empty-split")
+_MAX_LISTED = 25
+
+Key = tuple[tuple[str, ...], str]  # (folder parts matched by the glob, file stem)
 
 
 @dataclass(frozen=True)
 class Split:
-    """The paired files of one split, in a stable (sorted by stem) order."""
+    """The paired files of one split, in a stable (sorted by key) order."""
 
     name: str
     images: tuple[str, ...]
@@ -29,80 +42,132 @@ class Split:
         return len(self.images)
 
 
-def _listing(paths: list[str]) -> str:
-    shown = ", ".join(paths[:_MAX_LISTED])
-    more = len(paths) - _MAX_LISTED
-    return shown + (f" (and {more} more)" if more > 0 else "")
+@dataclass
+class SplitScan:
+    """What a scan of one split found: good pairs, problems, and ignored non-image files."""
+
+    split: Split
+    problems: list[Problem] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def resolve_dirs(root: Path, pattern: str, key: str) -> list[Path]:
-    """Folders named by `pattern` (a folder or a glob of folders), relative to `root` unless absolute.
+class DataProblemsError(FlexsegError):
+    """Raised with every problem of a split listed, one per line."""
 
-    Raises:
-        FlexsegError: naming `key` when nothing matches.
-    """
+    def __init__(self, split: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        shown = "\n".join(f"  - {p}" for p in problems[:_MAX_LISTED])
+        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        skippable = all(p.kind not in FATAL for p in problems)
+        hint = " Fix or remove these files, or set dataset.on_bad_file=skip to leave the pairs out." if skippable else ""
+        super().__init__(f"The {split} split has {len(problems)} problem(s):\n{shown}{more}\n{hint.strip()}")
+
+
+def _default_pattern(root: Path, split: str, kind: str) -> str:
+    """`<split>/<kind>`, or `<split>/*/<kind>` for per-class subfolders (LISC Leukocyte layout)."""
+    flat = f"{split}/{kind}"
+    if not (root / flat).is_dir() and glob.glob(str(root / split / "*" / kind)):
+        return f"{split}/*/{kind}"
+    return flat
+
+
+def _match_dirs(root: Path, pattern: str, key: str) -> tuple[list[tuple[Path, tuple[str, ...]]], Problem | None]:
+    """Folders matching `pattern` with the parts its wildcards matched."""
     path = Path(pattern) if Path(pattern).is_absolute() else root / pattern
-    if glob.has_magic(str(path)):
-        dirs = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_dir())
-        if not dirs:
-            raise FlexsegError(f"{key}: the glob '{path}' matches no folder; check dataset.root and {key}.")
-        return dirs
-    if not path.is_dir():
-        raise FlexsegError(
-            f"{key}: folder '{path}' does not exist. Point dataset.root at your dataset "
-            f"(expected layout <root>/{{train,valid,test}}/{{images,masks}}) or set {key}."
-        )
-    return [path]
+    if not glob.has_magic(str(path)):
+        if path.is_dir():
+            return [(path, ())], None
+        return [], Problem(str(path), "missing-folder", f"folder does not exist ({key}). Point dataset.root at "
+                           "your dataset (<root>/{train,valid,test}/{images,masks}) or set " + key + ".")
+    dirs = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_dir())
+    if not dirs:
+        return [], Problem(str(path), "missing-folder", f"the glob matches no folder ({key}); check dataset.root and {key}.")
+    parts = path.parts
+    out = []
+    for d in dirs:
+        wild = tuple(dp for dp, pp in zip(d.parts, parts) if glob.has_magic(pp)) if len(d.parts) == len(parts) else d.parts
+        out.append((d, wild))
+    return out, None
 
 
-def list_images(dirs: list[Path]) -> dict[str, Path]:
-    """Image files of `dirs` by stem; other files (.DS_Store, .txt, ...) are ignored.
-
-    Raises:
-        FlexsegError: when one stem occurs twice (e.g. a.png and a.jpg).
-    """
-    found: dict[str, Path] = {}
-    for folder in dirs:
+def _list_files(dirs: list[tuple[Path, tuple[str, ...]]], exts: tuple[str, ...], scan: SplitScan) -> dict[Key, Path]:
+    found: dict[Key, Path] = {}
+    twice: set[Key] = set()
+    for folder, wild in dirs:
         for path in sorted(folder.iterdir()):
-            if path.suffix.lower() not in IMAGE_EXTS or not path.is_file():
-                if path.is_file():
-                    log.debug("ignoring non-image file %s", path)
+            if not path.is_file():
                 continue
-            if path.stem in found:
-                raise FlexsegError(
-                    f"Two files share the stem '{path.stem}': {found[path.stem]} and {path}. "
-                    "Rename or remove one so each image pairs with exactly one mask."
-                )
-            found[path.stem] = path
-    return found
+            if path.suffix.lower() not in exts:
+                scan.ignored.append(str(path))
+                continue
+            key = (wild, path.stem)
+            if key in found:
+                scan.problems.append(Problem(str(path), "duplicate-stem", f"shares its stem with {found[key]}; "
+                                             "rename or remove one so each image pairs with exactly one mask."))
+                twice.add(key)
+                continue
+            found[key] = path
+    return {k: v for k, v in found.items() if k not in twice}  # ambiguous: no pair for that stem
+
+
+def scan_split(cfg: DatasetConfig, split: str) -> SplitScan:
+    """Pair the files of `split` and check each file's header; never raises for data problems."""
+    root = Path(cfg.root)
+    scan = SplitScan(Split(split, (), ()))
+    files = []
+    for kind, exts in (("images", IMAGE_EXTS), ("masks", MASK_EXTS)):
+        key = f"dataset.{split}_{kind}"
+        dirs, problem = _match_dirs(root, getattr(cfg, f"{split}_{kind}") or _default_pattern(root, split, kind), key)
+        if problem:
+            scan.problems.append(problem)
+        files.append(_list_files(dirs, exts, scan))
+    images, masks = files
+    if any(p.kind == "missing-folder" for p in scan.problems):
+        return scan
+    for k in sorted(images.keys() - masks.keys()):
+        scan.problems.append(Problem(str(images[k]), "unpaired-image", "image without a mask (pairs are matched by file stem)."))
+    for k in sorted(masks.keys() - images.keys()):
+        scan.problems.append(Problem(str(masks[k]), "unpaired-mask", "mask without an image (pairs are matched by file stem)."))
+    good_images, good_masks = [], []
+    for k in sorted(images.keys() & masks.keys()):
+        img_size, img_problem = inspect_file(images[k], cfg.max_pixels)
+        mask_size, mask_problem = inspect_file(masks[k], cfg.max_pixels)
+        bad = [p for p in (img_problem, mask_problem) if p]
+        if not bad and img_size != mask_size:
+            bad.append(Problem(str(masks[k]), "size-mismatch", f"mask is {mask_size[1]}x{mask_size[0]} but its image "
+                               f"{images[k].name} is {img_size[1]}x{img_size[0]}; a mask must cover its image pixel for pixel."))
+        scan.problems.extend(bad)
+        if not bad:
+            good_images.append(str(images[k]))
+            good_masks.append(str(masks[k]))
+            scan.sizes[str(images[k])] = img_size
+    if not good_images and not scan.problems:
+        scan.problems.append(Problem(str(root / split), "empty-split", f"the {split} split has no image/mask pairs; add some."))
+    scan.split = Split(split, tuple(good_images), tuple(good_masks))
+    return scan
 
 
 def build_split(cfg: DatasetConfig, split: str) -> Split:
-    """Pair the images and masks of `split` ('train', 'valid' or 'test') by file stem.
+    """The usable pairs of `split`, applying `dataset.on_bad_file`.
 
     Raises:
-        FlexsegError: for a missing folder, an empty split, or images/masks without partner.
+        DataProblemsError: listing every problem (policy `error`, or problems no policy can skip).
     """
-    root = Path(cfg.root)
-    img_key, mask_key = f"dataset.{split}_images", f"dataset.{split}_masks"
-    images = list_images(resolve_dirs(root, getattr(cfg, f"{split}_images") or f"{split}/images", img_key))
-    masks = list_images(resolve_dirs(root, getattr(cfg, f"{split}_masks") or f"{split}/masks", mask_key))
-    lonely_images = sorted(str(images[s]) for s in images.keys() - masks.keys())
-    lonely_masks = sorted(str(masks[s]) for s in masks.keys() - images.keys())
-    if lonely_images or lonely_masks:
-        parts = []
-        if lonely_images:
-            parts.append(f"{len(lonely_images)} image(s) without a mask: {_listing(lonely_images)}")
-        if lonely_masks:
-            parts.append(f"{len(lonely_masks)} mask(s) without an image: {_listing(lonely_masks)}")
-        raise FlexsegError(
-            f"The {split} split is not paired ({'; '.join(parts)}). Images and masks pair by file stem; "
-            "add the missing files or remove the extra ones."
-        )
-    if not images:
-        raise FlexsegError(f"The {split} split under '{root}' has no images ({img_key}); add image/mask pairs.")
-    stems = sorted(images)
-    return Split(split, tuple(str(images[s]) for s in stems), tuple(str(masks[s]) for s in stems))
+    if cfg.on_bad_file not in POLICIES:
+        raise FlexsegError(f"dataset.on_bad_file='{cfg.on_bad_file}' is unknown; use error or skip.")
+    scan = scan_split(cfg, split)
+    if scan.ignored:
+        names = sorted({Path(p).name for p in scan.ignored})
+        log.info("%s: ignored %d non-image file(s): %s", split, len(scan.ignored), ", ".join(names[:10]))
+    fatal = [p for p in scan.problems if p.kind in FATAL]
+    if fatal or (scan.problems and cfg.on_bad_file == "error"):
+        raise DataProblemsError(split, fatal or scan.problems)
+    for problem in scan.problems:
+        log.warning("skipping (dataset.on_bad_file=skip): %s", problem)
+    if not scan.split:
+        raise DataProblemsError(split, [Problem(str(Path(cfg.root) / split), "empty-split", "no usable pairs left.")])
+    return scan.split
 
 
 def list_image_files(folder: Path, key: str) -> list[Path]:
@@ -111,7 +176,14 @@ def list_image_files(folder: Path, key: str) -> list[Path]:
     Raises:
         FlexsegError: naming `key` when the folder is missing or holds no images.
     """
-    files = sorted(list_images(resolve_dirs(folder, ".", key)).values())
+    if not folder.is_dir():
+        raise FlexsegError(f"{key}: folder '{folder}' does not exist; set {key} to a folder of images.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise FlexsegError(f"{key}: folder '{folder}' holds no images ({', '.join(IMAGE_EXTS)}).")
     return files
+
+
+def list_images(dirs: list[Path]) -> dict[str, Path]:
+    """Image (and .npz mask) files of `dirs` by stem, for matching masks to inference inputs."""
+    return {p.stem: p for d in dirs for p in sorted(d.iterdir()) if p.is_file() and p.suffix.lower() in MASK_EXTS}

@@ -22,33 +22,45 @@ def build_palette(classes: Sequence[ClassConfig]) -> np.ndarray:
     return np.asarray([list(c.color) for c in classes], dtype=np.uint8)
 
 
-def compute_labels_np(mask_rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Nearest-colour class index of every pixel (numpy twin of `decode_mask`).
+def match_colors(mask_rgb: np.ndarray, palette: np.ndarray, tolerance: float = np.inf) -> tuple[np.ndarray, int]:
+    """Nearest-colour class index of every pixel, and how many pixels are far from every class.
+
+    Exact class colours (the common case) are matched by a sorted lookup; distances are computed
+    only for the other colours, once per distinct colour.
 
     Args:
         mask_rgb: (H, W, 3) or (H, W) uint8 mask.
         palette: (K, 3) class colours.
+        tolerance: RGB (Euclidean) distance beyond which a pixel counts as unmatched.
 
     Returns:
-        (H, W) uint8 (K <= 256) class indices.
+        ((H, W) uint8 class indices, count of pixels farther than `tolerance` from every class).
     """
     if mask_rgb.ndim == 2:
         mask_rgb = np.repeat(mask_rgb[..., None], 3, axis=-1)
-    pix = mask_rgb[..., :3].astype(np.int32)
-    dist = ((pix[..., None, :] - palette.astype(np.int32)) ** 2).sum(-1)  # (H, W, K)
-    return dist.argmin(-1).astype(np.uint8)
+    packed = pack_rgb(mask_rgb[..., :3])
+    pal_packed = pack_rgb(palette)
+    order = np.argsort(pal_packed)
+    pos = np.searchsorted(pal_packed[order], packed).clip(max=len(palette) - 1)
+    labels = order[pos].astype(np.uint8)
+    inexact = pal_packed[order][pos] != packed
+    if not inexact.any():
+        return labels, 0
+    colors, inverse = np.unique(packed[inexact], return_inverse=True)
+    rgb = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255], axis=-1)
+    dist = ((rgb[:, None, :] - palette.astype(np.int32)[None]) ** 2).sum(-1)  # (colours, K)
+    labels[inexact] = dist.argmin(-1).astype(np.uint8)[inverse]
+    far = dist.min(-1) > tolerance**2
+    unmatched = int(np.bincount(inverse, minlength=len(colors))[far].sum()) if far.any() else 0
+    return labels, unmatched
 
 
-def decode_mask(mask_rgb, palette):  # type: ignore[no-untyped-def]
-    """TF graph version: (H, W, 3) uint8 tensor -> (H, W) int32 class indices (nearest colour).
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 -> (...) int32 0xRRGGBB."""
+    pix = rgb.astype(np.int32)
+    return (pix[..., 0] << 16) | (pix[..., 1] << 8) | pix[..., 2]
 
-    Args:
-        mask_rgb: (H, W, 3) uint8 tensor.
-        palette: (K, 3) uint8 array or tensor.
-    """
-    import tensorflow as tf
 
-    pix = tf.cast(mask_rgb, tf.int32)[:, :, None, :]  # (H, W, 1, 3)
-    pal = tf.cast(tf.constant(palette), tf.int32)[None, None]  # (1, 1, K, 3)
-    dist = tf.reduce_sum(tf.square(pix - pal), axis=-1)  # (H, W, K)
-    return tf.argmin(dist, axis=-1, output_type=tf.int32)
+def compute_labels_np(mask_rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """(H, W[, 3]) uint8 mask -> (H, W) uint8 nearest-colour class indices ."""
+    return match_colors(mask_rgb, palette)[0]

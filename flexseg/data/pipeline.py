@@ -1,44 +1,73 @@
-"""tf.data pipelines streaming from files: decode, resize, mask -> class index, batch, prefetch.
+"""tf.data pipelines streaming from files: decode, resize, mask -> class index, augment, batch, prefetch.
 
-Only file names are held in memory; images are read by a parallel `map` as batches are consumed.
+Only file names are held in memory (unless `cache`); pairs are read by a parallel `map` as batches
+are consumed, so memory is O(batch), not O(dataset). Files are read by `flexseg.data.readers`
+(through `tf.numpy_function`; OpenCV releases the GIL while decoding and resizing), so training,
+`mode=stats` and inference read every format the same way.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import cv2
 import numpy as np
 import tensorflow as tf
 
 from flexseg.data.discovery import Split
-from flexseg.data.masks import decode_mask
+from flexseg.data.readers import ImageOptions, MaskOptions, read_image, read_labels
+from flexseg.errors import FlexsegError
 
+log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
 
 # (image (H, W, C) float32 in [0, 1], labels (H, W) int32, stateless seed (2,) int64) -> (image, labels)
 AugmentFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+ERROR_MARKER = "[flexseg] "  # lets the CLI turn a data error raised inside tf.data into a clean message
 
 
-def decode_image(path: tf.Tensor, size: tuple[int, int], channels: int) -> tf.Tensor:
-    """Read an image file and resize it (bilinear, antialiased when shrinking).
+@dataclass(frozen=True)
+class ReadOptions:
+    """Everything needed to turn an image/mask pair into model input."""
 
-    Returns:
-        (H, W, channels) float32 in [0, 1].
-    """
-    img = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-    img = tf.image.convert_image_dtype(img, tf.float32)  # uint8 and uint16 alike -> [0, 1]
-    return tf.image.resize(img, size, method="bilinear", antialias=True)
+    image: ImageOptions
+    mask: MaskOptions
+    max_unmatched: float = 0.01
+    on_bad_file: str = "error"
 
 
-def decode_labels(path: tf.Tensor, size: tuple[int, int], palette: np.ndarray) -> tf.Tensor:
-    """Read a colour mask, map each pixel to its nearest class colour, resize with nearest neighbour.
+class _PairReader:
+    """Reads one pair as numpy arrays; checks unmatched mask colours; warns once per skipped file."""
 
-    Returns:
-        (H, W) int32 class indices.
-    """
-    mask = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    labels = decode_mask(tf.image.convert_image_dtype(mask, tf.uint8), palette)
-    return tf.image.resize(labels[..., None], size, method="nearest")[..., 0]
+    def __init__(self, options: ReadOptions, size: tuple[int, int]) -> None:
+        self.options, self.size = options, size
+        self.warned: set[str] = set()
+
+    def __call__(self, img_path: bytes, mask_path: bytes) -> tuple[np.ndarray, np.ndarray, bool]:
+        o = self.options
+        ipath, mpath = img_path.decode(), mask_path.decode()
+        try:
+            image = read_image(ipath, o.image, self.size)
+            labels, unmatched = read_labels(mpath, o.mask)
+            if unmatched > o.max_unmatched * labels.size:
+                raise FlexsegError(
+                    f"'{mpath}': {unmatched:,} of {labels.size:,} pixels ({unmatched / labels.size:.1%}) are farther "
+                    f"than dataset.color_tolerance={o.mask.color_tolerance:g} from every class colour (allowed: "
+                    f"dataset.max_unmatched={o.max_unmatched:g}). Check the colours in dataset.classes "
+                    "(`flexseg mode=stats` lists the mask colours), or raise the tolerance."
+                )
+        except FlexsegError as err:
+            if o.on_bad_file != "skip":
+                raise FlexsegError(ERROR_MARKER + str(err)) from None
+            if mpath not in self.warned:
+                self.warned.add(mpath)
+                log.warning("skipping (dataset.on_bad_file=skip): %s", err)
+            h, w = self.size
+            return np.zeros((h, w, o.image.channels), np.float32), np.zeros((h, w), np.int32), False
+        labels = cv2.resize(labels, (self.size[1], self.size[0]), interpolation=cv2.INTER_NEAREST)
+        return image, labels.astype(np.int32), True
 
 
 def encode_target(labels: tf.Tensor, num_outputs: int) -> tf.Tensor:
@@ -60,54 +89,79 @@ def build_dataset(
     repeat: bool = False,
     shuffle_buffer: int = 256,
     augment: AugmentFn | None = None,
+    options: ReadOptions | None = None,
+    cache: bool = False,
 ) -> tf.data.Dataset:
     """Streaming (image, target) batches of one split.
 
     Args:
         split: paired file names.
-        palette: (K, 3) class colours.
+        palette: (K, 3) class colours (used when `options` is None).
         size: (height, width) the model takes.
-        channels: image channels the model takes.
+        channels: image channels the model takes (used when `options` is None).
         num_outputs: model outputs (K, or 1 for binary).
         batch_size: pairs per batch.
-        shuffle: reshuffle file order every epoch (seeded).
+        shuffle: reshuffle the order every epoch (seeded).
         repeat: repeat forever (for `steps_per_epoch`).
         augment: online augmentation applied after decoding at model size; it gets a per-pair
             stateless seed drawn from `seed`, new every epoch, so runs are repeatable.
+        options: how files are read (formats, colours, tolerance, bad-file policy).
+        cache: keep decoded pairs in memory after the first pass (then shuffling happens on them).
 
     Returns:
         Dataset of ((B, H, W, C) float32 images, (B, H, W, K) float32 targets).
     """
+    options = options or ReadOptions(ImageOptions(channels), MaskOptions(palette))
+    reader = _PairReader(options, size)
+    h, w = size
+    c = options.image.channels
+
+    def read(img_path: tf.Tensor, mask_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        image, labels, ok = tf.numpy_function(reader, [img_path, mask_path], (tf.float32, tf.int32, tf.bool))
+        image.set_shape((h, w, c))
+        labels.set_shape((h, w))
+        ok.set_shape(())
+        return image, labels, ok
+
     ds = tf.data.Dataset.from_tensor_slices((list(split.images), list(split.masks)))
-    if shuffle:
+    if shuffle and not cache:  # shuffle names: memory stays O(batch)
         ds = ds.shuffle(min(len(split), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if options.on_bad_file == "skip":
+        ds = ds.filter(lambda image, labels, ok: ok)
+    ds = ds.map(lambda image, labels, ok: (image, labels))
+    if cache:
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(min(len(split), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-
-    def load(paths: tuple[tf.Tensor, tf.Tensor], pair_seed: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        image = decode_image(paths[0], size, channels)
-        labels = decode_labels(paths[1], size, palette)
-        if augment is not None:
-            image, labels = augment(image, labels, pair_seed)
-        return image, encode_target(labels, num_outputs)
-
-    if augment is None:
-        ds = ds.map(lambda i, m: load((i, m)), num_parallel_calls=AUTOTUNE, deterministic=True)
-    else:
+    if augment is not None:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda pair, s: augment(pair[0], pair[1], s), num_parallel_calls=AUTOTUNE, deterministic=True
+        )
+    ds = ds.map(lambda image, labels: (image, encode_target(labels, num_outputs)), num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def build_image_dataset(paths: Sequence[str], size: tuple[int, int], channels: int, batch_size: int) -> tf.data.Dataset:
+def build_image_dataset(
+    paths: Sequence[str], size: tuple[int, int], channels: int, batch_size: int, options: ImageOptions | None = None
+) -> tf.data.Dataset:
     """Streaming batches of images resized to the model size (for inference).
 
     Returns:
         Dataset of (B, H, W, C) float32 images, in the order of `paths`.
     """
+    opts = options or ImageOptions(channels)
+
+    def read(path: tf.Tensor) -> tf.Tensor:
+        image = tf.numpy_function(lambda p: read_image(p.decode(), opts, size), [path], tf.float32)
+        image.set_shape((size[0], size[1], opts.channels))
+        return image
+
     ds = tf.data.Dataset.from_tensor_slices(list(paths))
-    ds = ds.map(lambda p: decode_image(p, size, channels), num_parallel_calls=AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    return ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size).prefetch(AUTOTUNE)
 
 
 def labels_from_target(target: np.ndarray) -> np.ndarray:

@@ -1,71 +1,87 @@
-"""Pairing images and masks by stem, and the errors a user sees for broken layouts."""
+"""Pairing by stem/folder (never sort order), and one clear message listing every bad input."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from bad_data import build_bad_dataset, good_pair, write_png
 
 from flexseg.config import ClassConfig, DatasetConfig
-from flexseg.data.discovery import build_split, list_image_files
+from flexseg.data.discovery import DataProblemsError, build_split, list_image_files, scan_split
 from flexseg.errors import FlexsegError
 
 
-def _write(path: Path, value: int = 0, ext: str = ".png") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = path.with_suffix(ext)
-    cv2.imwrite(str(out), np.full((8, 8, 3), value, np.uint8))
-    return out
-
-
-def _cfg(root: Path, **kw: str) -> DatasetConfig:
-    classes = [ClassConfig("bg", [0, 0, 0]), ClassConfig("fg", [255, 255, 255])]
+def _cfg(root: Path, **kw: object) -> DatasetConfig:
+    classes = [ClassConfig("bg", [0, 0, 0]), ClassConfig("fg", [255, 0, 0])]
     return DatasetConfig(root=str(root), classes=classes, **kw)
 
 
 def test_pairs_by_stem_not_sort_order(tmp_path: Path) -> None:
-    # image names sort differently from mask names once extensions differ: b.jpg < c.bmp, masks all .png
     for stem, ext in (("c", ".bmp"), ("a", ".png"), ("b", ".jpg")):
-        _write(tmp_path / "train/images" / stem, ext=ext)
-        _write(tmp_path / "train/masks" / stem)
-    (tmp_path / "train/images/.DS_Store").write_text("junk")
-    (tmp_path / "train/masks/notes.txt").write_text("junk")
+        write_png(tmp_path / "train/images" / f"{stem}{ext}", np.zeros((8, 8, 3), np.uint8))
+        write_png(tmp_path / "train/masks" / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
     split = build_split(_cfg(tmp_path), "train")
     assert [Path(p).stem for p in split.images] == [Path(p).stem for p in split.masks] == ["a", "b", "c"]
 
 
-def test_unpaired_files_are_listed(tmp_path: Path) -> None:
-    _write(tmp_path / "train/images/a")
-    _write(tmp_path / "train/images/lonely")
-    _write(tmp_path / "train/masks/a")
-    _write(tmp_path / "train/masks/orphan")
-    with pytest.raises(FlexsegError, match=r"lonely\.png.*orphan\.png"):
+def test_every_bad_input_is_listed_with_its_file(tmp_path: Path) -> None:
+    expected = build_bad_dataset(tmp_path)
+    with pytest.raises(DataProblemsError) as info:
         build_split(_cfg(tmp_path), "train")
+    message = str(info.value)
+    for case, name in expected.items():
+        assert name in message, f"{case}: {name} not named in\n{message}"
+    kinds = {p.kind for p in info.value.problems}
+    assert {"unpaired-image", "unpaired-mask", "empty-file", "undecodable", "truncated", "size-mismatch",
+            "duplicate-stem", "too-large"} <= kinds
+    truncated = {Path(p.path).name for p in info.value.problems if p.kind == "truncated"}
+    assert truncated == {"truncated_png.png", "truncated_jpg.jpg"}
+    assert "on_bad_file=skip" in message
+    assert ".DS_Store" not in message and "notes.txt" not in message  # ignored, not errors
+
+
+def test_skip_policy_keeps_the_good_pairs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    build_bad_dataset(tmp_path)
+    split = build_split(_cfg(tmp_path, on_bad_file="skip"), "train")
+    assert sorted(Path(p).stem for p in split.images) == ["good_0", "good_1", "good_2", "purple"]
+    assert "zero_bytes.png" in caplog.text and "ignored 3 non-image file(s)" in caplog.text
 
 
 def test_missing_split_folder_names_key(tmp_path: Path) -> None:
-    with pytest.raises(FlexsegError, match=r"dataset\.valid_images: folder .*valid/images' does not exist"):
-        build_split(_cfg(tmp_path), "valid")
+    with pytest.raises(FlexsegError, match=r"valid/images: folder does not exist \(dataset\.valid_images\)"):
+        build_split(_cfg(tmp_path, on_bad_file="skip"), "valid")
 
 
-def test_same_stem_twice_is_an_error(tmp_path: Path) -> None:
-    _write(tmp_path / "train/images/a", ext=".png")
-    _write(tmp_path / "train/images/a", ext=".jpg")
-    _write(tmp_path / "train/masks/a")
-    with pytest.raises(FlexsegError, match=r"share the stem 'a'"):
-        build_split(_cfg(tmp_path), "train")
+def test_empty_split_folder(tmp_path: Path) -> None:
+    (tmp_path / "test/images").mkdir(parents=True)
+    (tmp_path / "test/masks").mkdir(parents=True)
+    with pytest.raises(FlexsegError, match=r"the test split has no image/mask pairs"):
+        build_split(_cfg(tmp_path), "test")
 
 
-def test_glob_split_paths(tmp_path: Path) -> None:
-    for cls in ("baso", "eosi"):
-        _write(tmp_path / f"train/{cls}/images/{cls}_1")
-        _write(tmp_path / f"train/{cls}/masks/{cls}_1")
-    split = build_split(_cfg(tmp_path, train_images="train/*/images", train_masks="train/*/masks"), "train")
-    assert len(split) == 2
-    with pytest.raises(FlexsegError, match=r"matches no folder"):
+def test_per_class_subfolders_pair_by_folder_and_stem(tmp_path: Path) -> None:
+    for cls in ("baso", "eosi"):  # the same stem in two class folders is two different pairs
+        good_pair(tmp_path / "train" / cls, "", "001")
+    split = build_split(_cfg(tmp_path), "train")  # layout detected: train/*/images
+    assert [Path(p).parent.parent.name for p in split.images] == ["baso", "eosi"]
+    assert [Path(p).parent.parent.name for p in split.masks] == ["baso", "eosi"]
+    explicit = _cfg(tmp_path, train_images="train/*/images", train_masks="train/*/masks")
+    assert build_split(explicit, "train") == split
+
+
+def test_glob_matching_nothing(tmp_path: Path) -> None:
+    with pytest.raises(FlexsegError, match=r"the glob matches no folder \(dataset\.train_images\)"):
         build_split(_cfg(tmp_path, train_images="nope/*/images"), "train")
+
+
+def test_scan_never_raises_and_counts_sizes(tmp_path: Path) -> None:
+    good_pair(tmp_path, "train", "x", size=24)
+    scan = scan_split(_cfg(tmp_path), "train")
+    assert not scan.problems and list(scan.sizes.values()) == [(24, 24)]
 
 
 def test_empty_folder_for_inference(tmp_path: Path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import cv2
+import pytest
 import numpy as np
 
 from flexseg.config import ClassConfig
@@ -22,7 +24,7 @@ def _pair(tmp_path: Path, name: str, size: tuple[int, int]) -> tuple[str, str]:
     labels[h // 2 :, w // 2 :] = 2
     rgb = build_palette(CLASSES)[labels]
     img, mask = tmp_path / f"{name}_img.png", tmp_path / f"{name}_mask.png"
-    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    cv2.imwrite(str(img), np.random.default_rng(zlib.crc32(name.encode())).integers(0, 256, (h, w, 3), dtype=np.uint8))
     cv2.imwrite(str(mask), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return str(img), str(mask)
 
@@ -53,3 +55,42 @@ def test_image_dataset_keeps_order_and_channels(tmp_path: Path) -> None:
     paths = [_pair(tmp_path, f"p{i}", (20 + i, 30))[0] for i in range(3)]
     batches = list(build_image_dataset(paths, (16, 16), 1, batch_size=2))
     assert [b.shape for b in batches] == [(2, 16, 16, 1), (1, 16, 16, 1)]
+
+
+def _purple_pair(tmp_path: Path) -> tuple[str, str]:
+    img, mask = tmp_path / "purple_img.png", tmp_path / "purple_mask.png"
+    cv2.imwrite(str(img), np.zeros((16, 16, 3), np.uint8))
+    cv2.imwrite(str(mask), np.full((16, 16, 3), (200, 0, 200), np.uint8))
+    return str(img), str(mask)
+
+
+def test_mask_colours_outside_tolerance_stop_with_the_file_named(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from flexseg.data.pipeline import ERROR_MARKER, ReadOptions
+    from flexseg.data.readers import ImageOptions, MaskOptions
+
+    good = _pair(tmp_path, "ok", (16, 16))
+    bad = _purple_pair(tmp_path)
+    split = Split("train", (good[0], bad[0]), (good[1], bad[1]))
+    palette = build_palette(CLASSES)
+    ds = build_dataset(split, palette, (16, 16), 3, 3, batch_size=2)
+    with pytest.raises(tf.errors.OpError) as info:
+        list(ds)
+    assert ERROR_MARKER in str(info.value) and "purple_mask.png" in str(info.value)
+    assert "dataset.color_tolerance=60" in str(info.value)
+    skip = ReadOptions(ImageOptions(3), MaskOptions(palette), on_bad_file="skip")
+    batches = list(build_dataset(split, palette, (16, 16), 3, 3, batch_size=2, options=skip))
+    assert [b[0].shape[0] for b in batches] == [1]  # the bad pair is left out
+
+
+def test_cache_and_shuffle_are_seeded(tmp_path: Path) -> None:
+    pairs = [_pair(tmp_path, f"p{i}", (16, 16)) for i in range(6)]
+    split = Split("train", tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+
+    def first_epoch(cache: bool, seed: int) -> list[float]:
+        ds = build_dataset(split, build_palette(CLASSES), (16, 16), 3, 3, 2, shuffle=True, seed=seed, cache=cache)
+        return [float(x.numpy().sum()) for x, _ in ds]
+
+    assert first_epoch(False, 1) == first_epoch(False, 1)
+    assert sorted(first_epoch(True, 1)) == sorted(first_epoch(False, 1))

@@ -1,0 +1,88 @@
+"""`flexseg mode=stats`: decode every pair once; sizes, class frequencies, every problem; exit non-zero on errors.
+
+Run it before training on a new dataset: it is the full check (mask colours included) that the
+quick pre-training scan leaves out.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from flexseg import tracking
+from flexseg.config import Config
+from flexseg.data.discovery import SPLITS, scan_split
+from flexseg.data.readers import options_from_config
+from flexseg.data.stats import SplitStats, compute_split_stats, plot_class_stats, stats_rows
+from flexseg.errors import FlexsegError
+from flexseg.modes import common
+
+log = logging.getLogger(__name__)
+
+
+def _write_csv(path: Path, rows: list[dict[str, object]], header: list[str]) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def _log_table(all_stats: list[SplitStats]) -> None:
+    for s in all_stats:
+        sizes = ", ".join(f"{w}x{h} ({n})" for (h, w), n in s.sizes.most_common(3))
+        log.info("%s: %d pairs; image sizes %s; unmatched mask pixels %d", s.split, s.pairs, sizes or "-",
+                 s.unmatched_pixels)
+        log.info("  %-16s %12s %10s %8s", "class", "pixels", "fraction", "images")
+        for i, name in enumerate(s.class_names):
+            log.info("  %-16s %12d %10.4f %8d", name, s.class_pixels[i], s.pixel_fraction[i], s.images_with_class[i])
+
+
+def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Check and describe the splits of `cfg.dataset`; raises FlexsegError when problems were found."""
+    common.prepare_dataset(cfg.dataset)
+    unknown = [s for s in cfg.stats.splits if s not in SPLITS]
+    if unknown:
+        raise FlexsegError(f"stats.splits has unknown split(s) {unknown}; use some of {', '.join(SPLITS)}.")
+    image_opts, mask_opts = options_from_config(cfg.dataset, cfg.model.image_channels)
+    out = ctx.run_dir / "stats"
+    out.mkdir(parents=True, exist_ok=True)
+    scans = [scan_split(cfg.dataset, s) for s in cfg.stats.splits]
+    with tqdm(total=sum(len(scan.split) for scan in scans), desc="stats", unit="pair") as bar:
+        all_stats = [compute_split_stats(cfg.dataset, scan, image_opts, mask_opts, cfg.stats.workers, bar.update)
+                     for scan in scans]
+    _log_table(all_stats)
+    rows = stats_rows(all_stats)
+    stats_csv = _write_csv(out / "stats.csv", rows, list(rows[0]))
+    problems = [{"split": s.split, "path": p.path, "kind": p.kind, "message": p.message}
+                for s in all_stats for p in s.problems]
+    problems_csv = _write_csv(out / "problems.csv", problems, ["split", "path", "kind", "message"])
+    chart = plot_class_stats([s for s in all_stats if s.pairs], mask_opts.palette, out / "class_stats.png") \
+        if any(s.pairs for s in all_stats) else None
+    results: dict[str, float] = {"problems": float(len(problems))}
+    for s in all_stats:
+        results[f"{s.split}_pairs"] = float(s.pairs)
+        for name, frac in zip(s.class_names, s.pixel_fraction):
+            results[f"{s.split}_fraction_{name}"] = float(frac)
+    exp_id = common.open_tracking(cfg)
+    with tracking.start_run(exp_id, tags=common.run_tags(cfg, "stats", ctx.run_dir)):
+        tracking.log_metrics({k: v for k, v in results.items() if v == v})
+        for path in (stats_csv, problems_csv, chart):
+            if path:
+                tracking.log_artifact(path, "stats")
+    for s in all_stats:
+        if s.ignored:
+            log.info("%s: ignored %d non-image file(s) (%s)", s.split, len(s.ignored),
+                     ", ".join(sorted({Path(p).name for p in s.ignored})[:10]))
+    log.info("stats written to %s", out)
+    if problems:
+        listing = "\n".join(f"  - [{p['kind']}] {p['path']}: {p['message']}" for p in problems)
+        raise FlexsegError(f"{len(problems)} problem(s) found in dataset '{cfg.dataset.name}' (also in {problems_csv}):\n"
+                           f"{listing}")
+    return results
