@@ -66,6 +66,8 @@ class ClassConfig:
 
     name: str = MISSING
     color: List[int] = MISSING
+    # Colour of this class in written masks/overlays; None: `color` (reference: white -> green).
+    display_color: Optional[List[int]] = None
 
 
 @dataclass
@@ -120,10 +122,145 @@ class DatasetConfig:
 
 
 @dataclass
+class FlipConfig:
+    """Mirror image and mask (reference `hflip` / `vflip`)."""
+
+    p: float = 0.0
+
+
+@dataclass
+class RotationConfig:
+    """Rotate about the centre by `choice(angles) + uniform(range)` degrees, counter-clockwise.
+
+    An empty `angles` counts as [0], an empty `range` as no jitter (reference `angles`).
+    """
+
+    p: float = 0.0
+    angles: List[float] = field(default_factory=list)
+    range: List[float] = field(default_factory=lambda: [-180.0, 180.0])
+
+
+@dataclass
+class FactorConfig:
+    """A factor drawn as `choice(factors) + uniform(range)` (an empty list counts as [0]).
+
+    `shrink`: content scale about the centre, < 1 zooms out (reference `shrinks`), > 1 zooms in.
+    `shear`: vertical shear about the centre, y += factor * (x - centre) (reference `shears`).
+    """
+
+    p: float = 0.0
+    factors: List[float] = field(default_factory=list)
+    range: List[float] = field(default_factory=list)
+
+
+@dataclass
+class ElasticConfig:
+    """Elastic deformation (Simard 2003): displacement = alpha * gaussian_sigma(uniform(-1, 1)) pixels.
+
+    The reference's `alpah = 1300, sigmoids = [8]` filter a 3-channel noise volume in 3-D, which
+    shrinks the field ~12x: they move pixels as much as alpha 110, sigma 8 does here.
+    """
+
+    p: float = 0.0
+    alpha: float = 110.0
+    sigma: float = 8.0
+
+
+@dataclass
+class DistortionConfig:
+    """Smooth random distortion (reference `[distortion]`): the gradient of gaussian-smoothed noise.
+
+    `gaussian_filter_rsigma` is the smoothing in pixels; the peak displacement is
+    `choice(distortions) + uniform(range)` times max(H, W); `gaussian_filter_sigma` blurs the
+    distorted image (0: off).
+    """
+
+    p: float = 0.0
+    gaussian_filter_rsigma: float = 40.0
+    gaussian_filter_sigma: float = 0.5
+    distortions: List[float] = field(default_factory=lambda: [0.02])
+    range: List[float] = field(default_factory=list)
+
+
+@dataclass
+class BarrelConfig:
+    """Barrel (amount > 0) or pincushion (amount < 0) distortion around one of `centers`.
+
+    Inside `radius` * width of the centre, a pixel at distance d samples the source at
+    d * sin(pi * d / (2 * radius))**amount (reference `[barrdistortion]` / `[pincdistortion]`);
+    `centers` are (x, y) fractions of the width and height, one picked at random per image.
+    """
+
+    p: float = 0.0
+    radius: float = 0.3
+    amount: float = 0.3
+    centers: List[List[float]] = field(default_factory=lambda: [[0.5, 0.5]])
+
+
+@dataclass
+class SharpenConfig:
+    """Reference `[sharpening]`: 3x3 kernel [[-k]*3, [-k, 1 + 8k, -k], [-k]*3] (image only)."""
+
+    p: float = 0.0
+    k: float = 1.0
+
+
+@dataclass
+class BrightenConfig:
+    """Reference `[brightening]`: alpha * image + beta, beta on the 0..255 scale (image only)."""
+
+    p: float = 0.0
+    alpha: float = 1.2
+    beta: float = 10.0
+
+
+@dataclass
+class JitterConfig:
+    """A photometric jitter (image only) with its magnitude drawn uniformly from `range`."""
+
+    p: float = 0.0
+    range: List[float] = field(default_factory=list)
+
+
+@dataclass
 class AugmentConfig:
-    """Online augmentation. Only `none` exists so far (the augment group grows in issue 4)."""
+    """Online augmentation: each op runs with probability `p`, magnitudes drawn per image, seeded.
+
+    Geometric ops move image and mask together (mask: nearest neighbour, no new label values);
+    `fill_mode` fills what comes from outside the image: constant (image 0, mask background) or
+    reflect (image and mask mirrored alike). Photometric ops touch the image only.
+    """
 
     name: str = "none"
+    fill_mode: str = "constant"
+    hflip: FlipConfig = field(default_factory=FlipConfig)
+    vflip: FlipConfig = field(default_factory=FlipConfig)
+    rotation: RotationConfig = field(default_factory=RotationConfig)
+    shrink: FactorConfig = field(default_factory=lambda: FactorConfig(range=[0.8, 1.2]))
+    shear: FactorConfig = field(default_factory=lambda: FactorConfig(range=[-0.1, 0.1]))
+    deformation: ElasticConfig = field(default_factory=ElasticConfig)
+    distortion: DistortionConfig = field(default_factory=DistortionConfig)
+    barrdistortion: BarrelConfig = field(default_factory=BarrelConfig)
+    pincdistortion: BarrelConfig = field(default_factory=lambda: BarrelConfig(radius=0.5, amount=-0.5))
+    sharpening: SharpenConfig = field(default_factory=SharpenConfig)
+    brightening: BrightenConfig = field(default_factory=BrightenConfig)
+    # Additive delta (fraction of the 0..1 range), contrast factor about the mean, exponent,
+    # noise standard deviation, gaussian blur sigma in pixels.
+    brightness: JitterConfig = field(default_factory=lambda: JitterConfig(range=[-0.1, 0.1]))
+    contrast: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.75, 1.25]))
+    gamma: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.7, 1.5]))
+    noise: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.0, 0.05]))
+    blur: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.5, 1.0]))
+
+
+@dataclass
+class PreviewConfig:
+    """`mode=preview`: a grid of `count` augmented image / mask-overlay pairs of one split."""
+
+    count: int = 16
+    split: str = "train"
+    columns: int = 4  # image/overlay pairs per grid row
+    panel_size: int = 256  # longest side of each panel in the grid, pixels
 
 
 @dataclass
@@ -133,38 +270,79 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None
     validation_steps: Optional[int] = None
     learning_rate: float = 1e-4
+    # adam | adamw | sgd
     optimizer: str = "adam"
     clipvalue: Optional[float] = None
+    clipnorm: Optional[float] = None
+    # None: the optimizer's default (adamw 0.004, none for adam/sgd).
+    weight_decay: Optional[float] = None
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    # constant | cosine | polynomial (per step, down to end_learning_rate). ReduceLROnPlateau: callbacks.reduce_lr.
+    lr_schedule: str = "constant"
+    end_learning_rate: float = 0.0
+    lr_power: float = 1.0  # polynomial exponent; 1 is linear
     # None: categorical_crossentropy (multi-class) or bce_dice_loss (binary).
     loss: Optional[str] = None
-    metrics: List[str] = field(default_factory=lambda: ["dice_coef_multiclass", "dice"])
+    # Keyword arguments of the loss, e.g. {alpha: 0.3, beta: 0.7} for tversky_loss.
+    loss_args: dict[str, float] = field(default_factory=dict)
+    metrics: List[str] = field(default_factory=lambda: ["dice_coef_multiclass", "dice", "iou"])
     shuffle_buffer: int = 256
+    # float32 | mixed_float16 | mixed_bfloat16 (mixed precision pays off on GPUs with tensor cores).
+    precision: str = "float32"
+    # auto (Keras decides: XLA on GPU, off on CPU) | true | false.
+    jit_compile: str = "auto"
+    # false | true (resume the newest run of this experiment, or resume_dir) | auto (resume it if unfinished).
+    resume: str = "false"
+    # A training run dir holding checkpoints/state.json; None: the newest one, found through MLflow.
+    resume_dir: Optional[str] = None
 
 
 @dataclass
 class CallbacksConfig:
+    # Decides the best checkpoint, early stopping and ReduceLROnPlateau (val_loss, val_dice, ...).
     monitor: str = "val_loss"
-    checkpoint: bool = True
+    checkpoint: bool = True  # checkpoints/best.keras when `monitor` improves
+    last_checkpoint: bool = True  # checkpoints/last.keras + state.json every epoch (train.resume needs them)
     early_stopping: bool = True
     patience: int = 10
+    min_delta: float = 0.0
     reduce_lr: bool = True
     reducer_factor: float = 0.5
     reducer_patience: int = 4
+    reducer_cooldown: int = 0
     min_lr: float = 0.0
     epoch_change_infer: bool = True
     num_infer_images: int = 4
+    # Sliding-window inference of one large image after every epoch (tiling.* settings).
+    epoch_change_tiled: bool = True
+    # None: the first image of <dataset.root>/large/images (skipped when that folder is missing).
+    tiled_image: Optional[str] = None
+    tiled_every: int = 1  # every N-th epoch (and the last); each run costs a full sliding-window prediction
+    csv_logs: bool = True  # train_losses.csv, train_metrics.csv
+    plots: bool = True  # train_losses.png, train_metrics.png
+    mlflow: bool = True  # per-epoch metrics into the MLflow run
+    log_lr: bool = True  # the learning rate as metric `lr`
 
 
 @dataclass
 class TilingConfig:
+    """Sliding-window inference (`mode=tiled`, the epoch-change tiled callback)."""
+
     # None: `<root>/large/images` when it exists, else the test images.
     images_dir: Optional[str] = None
     masks_dir: Optional[str] = None
     output_dir: Optional[str] = None
+    # May differ from the training size (the model is rebuilt for it): a multiple of 2**(num_layers-1).
     tile_size: int = 256
-    overlap: int = 64
+    # Pixels shared by neighbouring tiles (whole number), or a fraction of tile_size when < 1.
+    overlap: float = 64
     batch_size: int = 4
-    blend: str = "gaussian"
+    blend: str = "gaussian"  # gaussian (nnU-Net, sigma = tile/8) | constant
+    tta: bool = False  # average the 4 flips of every tile (4x the model time)
+    save_probabilities: bool = False  # probabilities/NAME.tif, uint8 round(255 * p), K channels
+    # auto: TIFF (tiled, zlib, streamed) for TIFF inputs and images above 8192x8192 px, else PNG.
+    output_format: str = "auto"
 
 
 @dataclass
@@ -201,6 +379,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     tiling: TilingConfig = field(default_factory=TilingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -300,10 +479,11 @@ def validate_config(cfg: Config) -> Config:
             "foreground class, e.g. [{name: background, color: [0,0,0]}, {name: cell, color: [255,255,255]}]."
         )
     for i, c in enumerate(classes):
-        if len(c.color) != 3 or not all(0 <= v <= 255 for v in c.color):
-            raise FlexsegError(
-                f"dataset.classes[{i}] ('{c.name}') has color {list(c.color)}; give [R, G, B] with values 0..255."
-            )
+        for key, rgb in (("color", c.color), ("display_color", c.display_color or [0, 0, 0])):
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise FlexsegError(
+                    f"dataset.classes[{i}] ('{c.name}') has {key} {list(rgb)}; give [R, G, B] with values 0..255."
+                )
     names = [c.name for c in classes]
     colors = [tuple(c.color) for c in classes]
     for label, items in (("name", names), ("color", colors)):
@@ -337,14 +517,20 @@ def validate_config(cfg: Config) -> Config:
                 f"use a multiple of {step}, e.g. {max(step, round(size / step) * step)}, or fewer layers."
             )
     t = cfg.tiling
-    if t.tile_size % step:
+    if t.tile_size <= 0 or t.tile_size % step:
         raise FlexsegError(
-            f"tiling.tile_size={t.tile_size} is not divisible by 2**(num_layers-1)={step}; use a multiple of {step}."
+            f"tiling.tile_size={t.tile_size} is not divisible by 2**(num_layers-1)={step}; use a positive multiple "
+            f"of {step} (it may differ from the training size)."
         )
-    if not 0 <= t.overlap < t.tile_size:
+    if not (0 <= t.overlap < t.tile_size and (t.overlap < 1 or t.overlap == int(t.overlap))):
         raise FlexsegError(
-            f"tiling.overlap={t.overlap} must be >= 0 and smaller than tiling.tile_size={t.tile_size}."
+            f"tiling.overlap={t.overlap:g} must be >= 0 and smaller than tiling.tile_size={t.tile_size}: whole "
+            "pixels, or a fraction of the tile below 1 (0.25 = a quarter of the tile)."
         )
+    for key, value, valid in (("blend", t.blend, ("gaussian", "constant")),
+                              ("output_format", t.output_format, ("auto", "png", "tiff"))):
+        if value not in valid:
+            raise FlexsegError(f"tiling.{key}='{value}' is unknown; use one of {', '.join(valid)}.")
     for key, value in (
         ("train.batch_size", cfg.train.batch_size),
         ("infer.batch_size", cfg.infer.batch_size),

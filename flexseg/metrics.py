@@ -1,12 +1,16 @@
 """Segmentation metrics: Keras metrics by name for training, numpy scores for evaluation reports.
 
-``dice_coef_multiclass`` is the reference's soft dice averaged over all K classes *including
-background*, kept comparable with its published numbers; the background inflates it (an
-all-background prediction of a 1%-foreground mask scores ~0.5 at K=2). ``ForegroundDice``
-(logged as ``dice`` and ``dice_<class>``) is the honest one: hard predictions, counts pooled over
-the epoch, background left out, a class absent from truth and prediction NaN and out of the mean.
-``compute_confusion`` / ``compute_scores`` / ``nanmean_foreground`` do the same in numpy on
-integer label maps for evaluation reports.
+Reference metrics (kept formula for formula, so numbers compare with published ones):
+``dice_coef`` (soft dice of the whole batch flattened), ``dice_coef_multiclass`` (soft dice of
+each image with all K channels pooled, *background included*, averaged over the batch),
+``iou_coef``, ``sensitivity``, ``specificity``. The background inflates ``dice_coef_multiclass``:
+an all-background prediction of a 1%-foreground mask scores ~0.99.
+
+Honest metrics: ``ForegroundDice`` / ``ForegroundIoU`` (logged as ``dice``/``iou`` and
+``dice_<class>``/``iou_<class>``) harden predictions, pool counts over the epoch, leave the
+background out of the mean, and report a class absent from truth and prediction as NaN, left out
+of the mean. ``compute_confusion`` / ``compute_scores`` / ``nanmean_foreground`` do the same in
+numpy on integer label maps for evaluation reports.
 """
 
 from __future__ import annotations
@@ -18,52 +22,80 @@ import numpy as np
 from keras import ops
 
 from flexseg.errors import FlexsegError
-from flexseg.losses import dice_coef
+from flexseg.losses import EPSILON, dice_coef, iou_coef
 
 
 @keras.saving.register_keras_serializable(package="flexseg")
-def dice_coef_multiclass(y_true: Any, y_pred: Any, smooth: float = 1e-6) -> Any:
-    """Reference metric: per-class soft dice over the flattened batch, averaged over all K classes.
+def dice_coef_multiclass(y_true: Any, y_pred: Any, smooth: float = 1.0) -> Any:
+    """Reference metric: soft dice of each image over all K channels pooled, mean over the batch.
 
-    For class c: ``(2 * sum(t_c * p_c) + smooth) / (sum(t_c) + sum(p_c) + smooth)``; background
-    (class 0) is included in the average. With K == 1 this equals ``dice_coef(..., smooth)``.
+    Per image b: ``(2 * sum_{h,w,c} t * p + smooth) / (sum t + sum p + smooth)``, exactly the
+    reference TensorFlowFlexUNet's ``dice_coef_multiclass``. Background counts like any class:
+    with one-hot targets and softmax outputs the denominator is ``2 * H * W``, so the score is
+    close to the soft pixel accuracy.
 
     Args:
         y_true: One-hot targets (B, H, W, K), or 0/1 targets (B, H, W, 1).
         y_pred: Probabilities of the same shape.
-        smooth: Added to numerator and denominator of every class.
+        smooth: Added to numerator and denominator of every image's score.
 
     Returns:
         Scalar float32 tensor in [0, 1].
     """
-    y_pred = ops.cast(y_pred, "float32")  # float16 sums overflow; see dice_coef
-    num_classes = y_pred.shape[-1]
-    y_true_f = ops.reshape(ops.cast(y_true, "float32"), [-1, num_classes])
-    y_pred_f = ops.reshape(y_pred, [-1, num_classes])
-    intersection = ops.sum(y_true_f * y_pred_f, axis=0)
-    union = ops.sum(y_true_f, axis=0) + ops.sum(y_pred_f, axis=0)
+    t = ops.cast(y_true, "float32")
+    p = ops.cast(y_pred, "float32")  # float16 sums overflow; see dice_coef
+    axes = tuple(range(1, len(p.shape)))
+    intersection = ops.sum(t * p, axis=axes)
+    union = ops.sum(t, axis=axes) + ops.sum(p, axis=axes)
     return ops.mean((2.0 * intersection + smooth) / (union + smooth))
 
 
 @keras.saving.register_keras_serializable(package="flexseg")
-class ForegroundDice(keras.metrics.Metric):
-    """Hard dice from per-class counts accumulated over an epoch; NaN-aware mean over classes.
+def sensitivity(y_true: Any, y_pred: Any) -> Any:
+    """Reference metric: ``sum(round(t * p)) / (sum(round(t)) + eps)`` over the batch flattened.
+
+    For one-hot multi-class inputs every channel counts, the background included.
+
+    Args:
+        y_true: Targets (B, H, W, K|1).
+        y_pred: Probabilities of the same shape.
+
+    Returns:
+        Scalar float32 tensor.
+    """
+    t = ops.cast(y_true, "float32")
+    p = ops.cast(y_pred, "float32")
+    true_positives = ops.sum(ops.round(ops.clip(t * p, 0.0, 1.0)))
+    return true_positives / (ops.sum(ops.round(ops.clip(t, 0.0, 1.0))) + EPSILON)
+
+
+@keras.saving.register_keras_serializable(package="flexseg")
+def specificity(y_true: Any, y_pred: Any) -> Any:
+    """Reference metric: ``sum(round((1-t)(1-p))) / (sum(round(1-t)) + eps)``; shapes as ``sensitivity``."""
+    t = ops.cast(y_true, "float32")
+    p = ops.cast(y_pred, "float32")
+    true_negatives = ops.sum(ops.round(ops.clip((1.0 - t) * (1.0 - p), 0.0, 1.0)))
+    return true_negatives / (ops.sum(ops.round(ops.clip(1.0 - t, 0.0, 1.0))) + EPSILON)
+
+
+class _ForegroundScore(keras.metrics.Metric):
+    """Hard per-class counts accumulated over an epoch; a NaN-aware mean of a score over classes.
 
     Predictions are hardened by argmax over K (multi-class) or ``p > 0.5`` (binary, where the
     classes become {0: background, 1: foreground}); targets likewise. Per class c the state holds
-    intersection I_c, truth count T_c and prediction count P_c; ``result()`` is the mean over the
-    selected classes of ``2 I_c / (T_c + P_c)``, skipping classes with ``T_c + P_c == 0`` (absent
-    from both); NaN if every selected class is absent.
+    intersection I_c, truth count T_c and prediction count P_c; ``result()`` is the mean of the
+    score over the selected classes, skipping classes with ``T_c + P_c == 0`` (absent from both);
+    NaN if every selected class is absent.
 
     Args:
         num_classes: Model output channels K; 1 means binary (sigmoid).
         class_ids: Classes to average; None means all foreground classes (1..K-1, or [1] binary).
-        name: Metric name as Keras logs it (``dice``, ``val_dice``); ``dice_<class>`` per class.
+        name: Metric name as Keras logs it.
         dtype: Dtype of the state variables and result.
     """
 
     def __init__(self, num_classes: int, class_ids: Optional[Sequence[int]] = None,
-                 name: str = "dice", dtype: Any = "float32") -> None:
+                 name: str = "score", dtype: Any = "float32") -> None:
         super().__init__(name=name, dtype=dtype)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
@@ -111,12 +143,16 @@ class ForegroundDice(keras.metrics.Metric):
         self.true_count.assign_add(ops.sum(t, axis=axes))
         self.pred_count.assign_add(ops.sum(p, axis=axes))
 
+    def _score(self, intersection: Any, denom: Any) -> Any:
+        """Per-class score from I and T + P (denominators already made non-zero)."""
+        raise NotImplementedError
+
     def result(self) -> Any:
-        """Mean dice over the selected classes, NaN-ignoring; NaN if all are absent."""
+        """Mean score over the selected classes, NaN-ignoring; NaN if all are absent."""
         denom = ops.take(self.true_count + self.pred_count, self.class_ids)
-        dice = 2.0 * ops.take(self.intersection, self.class_ids) / ops.where(denom > 0, denom, 1.0)
+        score = self._score(ops.take(self.intersection, self.class_ids), ops.where(denom > 0, denom, 1.0))
         present = ops.cast(denom > 0, self.dtype)
-        return ops.sum(dice * present) / ops.sum(present)  # 0 / 0 = NaN when all are absent
+        return ops.sum(score * present) / ops.sum(present)  # 0 / 0 = NaN when all are absent
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for ``.keras`` saving."""
@@ -124,31 +160,67 @@ class ForegroundDice(keras.metrics.Metric):
                 "class_ids": list(self.class_ids)}
 
 
-def _build_foreground_dice(num_classes: int, class_names: Sequence[str]) -> list:
-    """The foreground mean ``dice`` plus one ``dice_<class>`` per foreground class."""
-    expected = max(num_classes, 2)
-    if len(class_names) != expected:
-        raise FlexsegError(
-            f"metric 'dice' needs {expected} class names (background first) for "
-            f"{num_classes} model output(s), got {len(class_names)}: {list(class_names)}."
-        )
-    per_class = [ForegroundDice(num_classes, class_ids=[c], name=f"dice_{class_names[c]}")
-                 for c in range(1, expected)]
-    return [ForegroundDice(num_classes, name="dice"), *per_class]
+@keras.saving.register_keras_serializable(package="flexseg")
+class ForegroundDice(_ForegroundScore):
+    """Hard dice ``2 I_c / (T_c + P_c)``, NaN-aware mean over classes; see ``_ForegroundScore``."""
+
+    def __init__(self, num_classes: int, class_ids: Optional[Sequence[int]] = None,
+                 name: str = "dice", dtype: Any = "float32") -> None:
+        super().__init__(num_classes, class_ids, name=name, dtype=dtype)
+
+    def _score(self, intersection: Any, denom: Any) -> Any:
+        return 2.0 * intersection / denom
+
+
+@keras.saving.register_keras_serializable(package="flexseg")
+class ForegroundIoU(_ForegroundScore):
+    """Hard IoU ``I_c / (T_c + P_c - I_c)``, NaN-aware mean over classes; see ``_ForegroundScore``."""
+
+    def __init__(self, num_classes: int, class_ids: Optional[Sequence[int]] = None,
+                 name: str = "iou", dtype: Any = "float32") -> None:
+        super().__init__(num_classes, class_ids, name=name, dtype=dtype)
+
+    def _score(self, intersection: Any, denom: Any) -> Any:
+        return intersection / (denom - intersection)  # denom >= I; equal only when I = T = P = 0
+
+
+def _foreground_builder(kind: type[_ForegroundScore], prefix: str) -> Callable[[int, Sequence[str]], list]:
+    """Builder of the foreground mean ``<prefix>`` plus one ``<prefix>_<class>`` per foreground class."""
+
+    def build(num_classes: int, class_names: Sequence[str]) -> list:
+        expected = max(num_classes, 2)
+        if len(class_names) != expected:
+            raise FlexsegError(
+                f"metric '{prefix}' needs {expected} class names (background first) for "
+                f"{num_classes} model output(s), got {len(class_names)}: {list(class_names)}."
+            )
+        per_class = [kind(num_classes, class_ids=[c], name=f"{prefix}_{class_names[c]}") for c in range(1, expected)]
+        return [kind(num_classes, name=prefix), *per_class]
+
+    return build
+
+
+def _function(fn: Callable[..., Any]) -> Callable[[int, Sequence[str]], list]:
+    return lambda num_classes, class_names: [fn]
 
 
 METRICS: dict[str, Callable[[int, Sequence[str]], list]] = {
-    "dice_coef_multiclass": lambda num_classes, class_names: [dice_coef_multiclass],
-    "dice_coef": lambda num_classes, class_names: [dice_coef],
-    "dice": _build_foreground_dice,
+    "dice_coef_multiclass": _function(dice_coef_multiclass),
+    "dice_coef": _function(dice_coef),
+    "iou_coef": _function(iou_coef),
+    "sensitivity": _function(sensitivity),
+    "specificity": _function(specificity),
+    "dice": _foreground_builder(ForegroundDice, "dice"),
+    "iou": _foreground_builder(ForegroundIoU, "iou"),
 }
 
 
 def build_metrics(names: Sequence[str], num_classes: int, class_names: Sequence[str]) -> list:
     """Keras metrics for ``model.compile`` from ``train.metrics`` names.
 
-    ``"dice"`` expands to the foreground mean ``dice`` plus one ``dice_<class>`` per foreground
-    class; the other names give one function metric each, logged under the function's name.
+    ``"dice"`` / ``"iou"`` expand to the foreground mean plus one ``dice_<class>`` /
+    ``iou_<class>`` per foreground class; the other names give one function metric each, logged
+    under the function's name.
 
     Args:
         names: Keys of ``METRICS``.
@@ -156,7 +228,7 @@ def build_metrics(names: Sequence[str], num_classes: int, class_names: Sequence[
         class_names: Dataset class names, background first (2 names when binary).
 
     Returns:
-        Metric functions and ``ForegroundDice`` instances, in the order named.
+        Metric functions and metric instances, in the order named.
 
     Raises:
         FlexsegError: A name is unknown or repeated, or class_names does not fit num_classes.
@@ -171,6 +243,12 @@ def build_metrics(names: Sequence[str], num_classes: int, class_names: Sequence[
             raise FlexsegError(f"train.metrics lists '{name}' more than once: {list(names)}.")
         metrics.extend(METRICS[name](num_classes, class_names))
     return metrics
+
+
+def metric_log_names(names: Sequence[str], num_classes: int, class_names: Sequence[str]) -> list[str]:
+    """The keys Keras logs for ``train.metrics`` (without the ``val_`` twins), e.g. ``dice_tumor``."""
+    return [m.name if isinstance(m, keras.metrics.Metric) else m.__name__
+            for m in build_metrics(names, num_classes, class_names)]
 
 
 def compute_confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import enum
 import json
 import logging
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,13 +83,24 @@ def start_run(
     experiment_id: str, run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None
 ) -> Iterator[str]:
     """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception."""
-    run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name, tags=tags)
+    try:
+        run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name, tags=tags)
+    except mlflow.exceptions.MlflowException as err:
+        if run_id is None:
+            raise
+        raise FlexsegError(f"Cannot reopen the MLflow run {run_id}: {err}. Is tracking.uri the store it was "
+                           "logged to (and the run not deleted)?") from err
     try:
         yield run.info.run_id
     except BaseException:
         mlflow.end_run(status="FAILED")
         raise
     mlflow.end_run(status="FINISHED")
+
+
+def active_run_id() -> str:
+    """Id of the run opened by `start_run`."""
+    return mlflow.active_run().info.run_id
 
 
 def log_params(params: dict[str, str]) -> None:
@@ -132,6 +144,43 @@ def find_latest_training_run(experiment_id: str) -> str | None:
         output_format="list",
     )
     return runs[0].info.run_id if runs else None
+
+
+def training_runs(experiment_id: str, max_results: int = 50) -> list[dict[str, str]]:
+    """Training runs of the experiment, newest first: `run_id`, `status`, `run_dir` (tag, may be '')."""
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id], filter_string="tags.mode = 'train'",
+        order_by=["attributes.start_time DESC"], max_results=max_results, output_format="list",
+    )
+    return [{"run_id": r.info.run_id, "status": r.info.status, "run_dir": r.data.tags.get("run_dir", "")}
+            for r in runs]
+
+
+def log_missing_metrics(run_id: str, history: list[dict[str, float]]) -> int:
+    """Log the values of `history` (one dict per epoch, `epoch` = step) that the run lacks.
+
+    A training killed between committing an epoch and logging it left that epoch out of MLflow;
+    a resumed training fills the gap without logging any step twice.
+
+    Returns:
+        The number of (metric, step) values logged.
+    """
+    from mlflow.entities import Metric
+
+    client = MlflowClient()
+    keys = sorted({k for row in history for k in row} - {"epoch"})
+    logged = {k: {m.step for m in client.get_metric_history(run_id, k)} for k in keys}
+    now = int(time.time() * 1000)
+    missing = [Metric(k, float(row[k]), now, int(row["epoch"])) for row in history for k in keys
+               if k in row and int(row["epoch"]) not in logged[k]]
+    for i in range(0, len(missing), 1000):  # MLflow takes at most 1000 metrics per batch
+        client.log_batch(run_id, metrics=missing[i : i + 1000])
+    return len(missing)
+
+
+def get_tags(run_id: str) -> dict[str, str]:
+    """All tags of a run."""
+    return dict(MlflowClient().get_run(run_id).data.tags)
 
 
 def run_tag(run_id: str, key: str) -> str | None:

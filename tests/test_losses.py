@@ -1,4 +1,4 @@
-"""Losses against hand-computed values on 2x2 masks, and the loss registry."""
+"""Losses against hand-computed values on small arrays, and the loss registry."""
 
 import math
 
@@ -7,12 +7,39 @@ import numpy as np
 import pytest
 
 from flexseg.errors import FlexsegError
-from flexseg.losses import LOSSES, bce_dice_loss, dice_coef, get_loss
+from flexseg.losses import (
+    LOSSES,
+    DiceCELoss,
+    FocalLoss,
+    TverskyLoss,
+    basnet_hybrid_loss,
+    bce_dice_loss,
+    bce_iou_loss,
+    dice_coef,
+    dice_loss,
+    get_loss,
+    iou_coef,
+    iou_loss,
+    loss_parameters,
+    sparse_categorical_crossentropy,
+)
 
 
 def _mask(values: list[float]) -> np.ndarray:
     """A (1, 2, 2, 1) float32 batch from four pixel values."""
     return np.asarray(values, dtype=np.float32).reshape(1, 2, 2, 1)
+
+
+def _probs(rows: list[list[float]]) -> np.ndarray:
+    """Per-pixel class probabilities (4 pixels) -> (1, 2, 2, K) float32."""
+    return np.asarray(rows, dtype=np.float32).reshape(1, 2, 2, -1)
+
+
+def _one_hot(labels: list[int], num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)].reshape(1, 2, 2, num_classes)
+
+
+# --- reference losses -------------------------------------------------------------------------
 
 
 def test_dice_coef_hand_computed() -> None:
@@ -21,6 +48,7 @@ def test_dice_coef_hand_computed() -> None:
     # sum(t*p) = 0.5 + 1.0 = 1.5; sum(t) = 3; sum(p) = 2
     assert float(dice_coef(y_true, y_pred)) == pytest.approx((2 * 1.5 + 1) / (3 + 2 + 1))
     assert float(dice_coef(y_true, y_pred, smooth=0.0)) == pytest.approx(3.0 / 5.0)
+    assert float(dice_loss(y_true, y_pred)) == pytest.approx(1 - 4.0 / 6.0)
 
 
 def test_dice_coef_pools_the_whole_batch() -> None:
@@ -35,24 +63,137 @@ def test_dice_coef_empty_masks_score_one() -> None:
     assert float(dice_coef(empty, empty)) == pytest.approx(1.0)
 
 
-def test_bce_dice_loss_hand_computed() -> None:
+def test_iou_coef_and_loss_hand_computed() -> None:
+    y_true = _mask([1, 0, 1, 1])
+    y_pred = _mask([0.5, 0.5, 1.0, 0.0])
+    # I = 1.5; union = sum(t + p - t*p) = 3 + 2 - 1.5 = 3.5
+    assert float(iou_coef(y_true, y_pred)) == pytest.approx(1.5 / 3.5, rel=1e-6)
+    assert float(iou_loss(y_true, y_pred)) == pytest.approx(1 - 1.5 / 3.5, rel=1e-6)
+    empty = _mask([0, 0, 0, 0])
+    assert float(iou_coef(empty, empty)) == pytest.approx(1.0)  # the reference gives NaN (0/0) here
+
+
+def test_bce_dice_loss_hand_computed_is_halved_as_the_reference() -> None:
     y_true = _mask([1, 0, 1, 0])
     y_pred = _mask([0.8, 0.4, 0.8, 0.4])
     bce = (-math.log(0.8) - math.log(0.6)) / 2
     dice = (2 * 1.6 + 1) / (2 + 2.4 + 1)
-    assert float(bce_dice_loss(y_true, y_pred)) == pytest.approx(bce + 1 - dice, rel=1e-5)
+    assert float(bce_dice_loss(y_true, y_pred)) == pytest.approx((bce + 1 - dice) / 2, rel=1e-5)
 
 
-def test_bce_dice_loss_perfect_prediction_is_near_zero() -> None:
+def test_bce_iou_loss_hand_computed() -> None:
+    y_true = _mask([1, 0, 1, 0])
+    y_pred = _mask([0.8, 0.4, 0.8, 0.4])
+    bce = (-math.log(0.8) - math.log(0.6)) / 2
+    iou = 1.6 / (2 + 2.4 - 1.6)
+    assert float(bce_iou_loss(y_true, y_pred)) == pytest.approx((bce + 1 - iou) / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("fn", [bce_dice_loss, bce_iou_loss])
+def test_bce_losses_perfect_prediction_is_near_zero(fn) -> None:
     y = _mask([1, 0, 0, 1])
-    assert float(bce_dice_loss(y, y)) == pytest.approx(0.0, abs=1e-5)
+    assert float(fn(y, y)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_basnet_hybrid_loss_constant_images() -> None:
+    import tensorflow as tf
+
+    y_true = np.ones((1, 11, 11, 1), np.float32)  # 11x11: one SSIM window
+    y_pred = np.full((1, 11, 11, 1), 0.5, np.float32)
+    ssim = float(tf.image.ssim(y_true, y_pred, max_val=1.0)[0])  # the reference's SSIM term is tf.image.ssim
+    bce = -math.log(0.5)
+    iou = 0.5  # I = 0.5 N, union = N
+    expected = (bce + (1 - ssim) + (1 - iou)) / 3
+    assert float(basnet_hybrid_loss(y_true, y_pred)) == pytest.approx(expected, rel=1e-4)
+    assert float(basnet_hybrid_loss(y_true, y_true)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_sparse_crossentropy_takes_indices_or_one_hot() -> None:
+    probs = _probs([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.25, 0.25]])
+    labels = [0, 1, 2, 1]
+    expected = -(math.log(0.7) + math.log(0.8) + math.log(0.6) + math.log(0.25)) / 4
+    one_hot = _one_hot(labels, 3)
+    indices = np.asarray(labels).reshape(1, 2, 2, 1)
+    assert float(sparse_categorical_crossentropy(one_hot, probs)) == pytest.approx(expected, rel=1e-5)
+    assert float(sparse_categorical_crossentropy(indices, probs)) == pytest.approx(expected, rel=1e-5)
+    assert float(get_loss("categorical_crossentropy")(one_hot, probs)) == pytest.approx(expected, rel=1e-5)
+
+
+# --- Dice + CE, focal, Tversky -----------------------------------------------------------------
+
+
+def test_dice_ce_loss_excludes_background_and_absent_classes_cost_nothing() -> None:
+    # classes: 0 background, 1 present, 2 absent from truth and (almost) from prediction
+    y_true = _one_hot([0, 1, 1, 0], 3)
+    y_pred = _probs([[0.9, 0.1, 0.0], [0.4, 0.6, 0.0], [0.2, 0.8, 0.0], [1.0, 0.0, 0.0]])
+    ce = -(math.log(0.9) + math.log(0.6) + math.log(0.8) + math.log(1.0)) / 4
+    smooth = 1e-5
+    tp, fp, fn = 1.4, 0.1, 0.6  # class 1
+    dice_1 = (2 * tp + smooth) / (2 * tp + fp + fn + smooth)
+    dice_2 = smooth / smooth  # absent from both: a perfect 1, no loss
+    expected = ce + 1 - (dice_1 + dice_2) / 2
+    assert float(DiceCELoss()(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_dice_ce_loss_binary_uses_bce_and_the_foreground_channel() -> None:
+    y_true = _mask([1, 0, 1, 0])
+    y_pred = _mask([0.8, 0.4, 0.8, 0.4])
+    bce = (-math.log(0.8) - math.log(0.6)) / 2
+    dice = (2 * 1.6 + 1e-5) / (2 * 1.6 + 0.8 + 0.4 + 1e-5)  # tp 1.6, fp 0.8, fn 0.4
+    assert float(DiceCELoss()(y_true, y_pred)) == pytest.approx(bce + 1 - dice, rel=1e-5)
+
+
+def test_focal_loss_hand_computed() -> None:
+    y_true = _one_hot([0, 1, 1, 0], 2)
+    y_pred = _probs([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.5, 0.5]])
+    p_true = [0.9, 0.6, 0.8, 0.5]
+    expected = sum(-0.25 * (1 - p) ** 2 * math.log(p) for p in p_true) / 4
+    assert float(FocalLoss(gamma=2.0, alpha=0.25)(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
+    plain_ce = sum(-math.log(p) for p in p_true) / 4
+    assert float(FocalLoss(gamma=0.0, alpha=1.0)(y_true, y_pred)) == pytest.approx(plain_ce, rel=1e-5)
+
+
+def test_focal_loss_binary_hand_computed() -> None:
+    y_true = _mask([1, 0, 1, 0])
+    y_pred = _mask([0.8, 0.4, 0.8, 0.4])
+    pos = -0.25 * 0.2**2 * math.log(0.8)
+    neg = -0.75 * 0.4**2 * math.log(0.6)
+    assert float(FocalLoss()(y_true, y_pred)) == pytest.approx((2 * pos + 2 * neg) / 4, rel=1e-5)
+
+
+def test_tversky_loss_hand_computed_and_dice_at_half() -> None:
+    y_true = _mask([1, 0, 1, 1])
+    y_pred = _mask([0.5, 0.5, 1.0, 0.0])
+    tp, fp, fn, smooth = 1.5, 0.5, 1.5, 1e-5
+    index = (tp + smooth) / (tp + 0.3 * fp + 0.7 * fn + smooth)
+    assert float(TverskyLoss(alpha=0.3, beta=0.7)(y_true, y_pred)) == pytest.approx(1 - index, rel=1e-5)
+    soft_dice = (2 * tp + 2 * smooth) / (2 * tp + fp + fn + 2 * smooth)
+    assert float(TverskyLoss(alpha=0.5, beta=0.5)(y_true, y_pred)) == pytest.approx(1 - soft_dice, rel=1e-4)
+
+
+def test_tversky_loss_multiclass_averages_foreground_with_an_absent_class() -> None:
+    y_true = _one_hot([0, 1, 1, 0], 3)
+    y_pred = _one_hot([0, 1, 0, 0], 3)  # class 1: tp 1, fn 1; class 2 absent everywhere
+    smooth = 1e-5
+    index_1 = (1 + smooth) / (1 + 0.7 * 1 + smooth)
+    assert float(TverskyLoss()(y_true, y_pred)) == pytest.approx(1 - (index_1 + 1.0) / 2, rel=1e-5)
+
+
+# --- registry ----------------------------------------------------------------------------------
 
 
 def test_registry_names_and_objects() -> None:
-    assert set(LOSSES) == {"categorical_crossentropy", "binary_crossentropy", "bce_dice_loss"}
+    assert set(LOSSES) == {
+        "categorical_crossentropy", "sparse_categorical_crossentropy", "binary_crossentropy", "bce_dice_loss",
+        "bce_iou_loss", "dice_loss", "iou_loss", "basnet_hybrid_loss", "dice_ce_loss", "focal_loss", "tversky_loss",
+    }
     assert isinstance(get_loss("categorical_crossentropy"), keras.losses.CategoricalCrossentropy)
     assert isinstance(get_loss("binary_crossentropy"), keras.losses.BinaryCrossentropy)
     assert get_loss("bce_dice_loss") is bce_dice_loss
+    tversky = get_loss("tversky_loss", {"alpha": 0.2, "beta": 0.8})
+    assert (tversky.alpha, tversky.beta) == (0.2, 0.8)
+    assert loss_parameters("focal_loss") == ("gamma", "alpha")
+    assert loss_parameters("dice_loss") == ()
 
 
 def test_unknown_loss_lists_valid_names() -> None:
@@ -62,8 +203,25 @@ def test_unknown_loss_lists_valid_names() -> None:
         assert name in str(info.value)
 
 
-@pytest.mark.parametrize("fn", [dice_coef, bce_dice_loss])
+def test_bad_loss_args_name_the_key_and_valid_choices() -> None:
+    with pytest.raises(FlexsegError, match="train.loss_args has gama.*takes alpha, beta, smooth"):
+        get_loss("tversky_loss", {"gama": 1.0})
+    with pytest.raises(FlexsegError, match="does not take; it takes none"):
+        get_loss("dice_loss", {"smooth": 1.0})
+    with pytest.raises(FlexsegError, match="gamma >= 0"):
+        get_loss("focal_loss", {"gamma": -1.0})
+
+
+@pytest.mark.parametrize("fn", [dice_coef, iou_coef, dice_loss, iou_loss, bce_dice_loss, bce_iou_loss,
+                                basnet_hybrid_loss, sparse_categorical_crossentropy])
 def test_custom_functions_are_keras_serializable(fn) -> None:
     assert keras.saving.get_registered_name(fn) == f"flexseg>{fn.__name__}"
     config = keras.saving.serialize_keras_object(fn)
     assert keras.saving.deserialize_keras_object(config) is fn
+
+
+@pytest.mark.parametrize("loss", [DiceCELoss(smooth=0.5), FocalLoss(gamma=1.0, alpha=0.5),
+                                  TverskyLoss(alpha=0.1, beta=0.9)])
+def test_loss_classes_round_trip(loss) -> None:
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss) and restored.get_config() == loss.get_config()

@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 
 from flexseg.errors import FlexsegError
-from flexseg.losses import dice_coef
+from flexseg.losses import dice_coef, iou_coef
 from flexseg.metrics import (
     METRICS,
     ForegroundDice,
+    ForegroundIoU,
     build_metrics,
     compute_confusion,
     compute_scores,
     dice_coef_multiclass,
+    metric_log_names,
     nanmean_foreground,
+    sensitivity,
+    specificity,
 )
 
 
@@ -43,17 +47,21 @@ def test_reference_dice_hand_computed_soft() -> None:
     y_true = _one_hot([0, 1, 1, 0], 2)
     p1 = np.asarray([0.2, 0.6, 0.9, 0.5], dtype=np.float32)
     y_pred = np.stack([1 - p1, p1], axis=-1).reshape(1, 2, 2, 2)
-    background = (2 * 1.3) / (2 + 1.8)  # I = 0.8 + 0.5, T = 2, P = 0.8 + 0.4 + 0.1 + 0.5
-    foreground = (2 * 1.5) / (2 + 2.2)  # I = 0.6 + 0.9, T = 2, P = 2.2
-    expected = (background + foreground) / 2
-    assert float(dice_coef_multiclass(y_true, y_pred)) == pytest.approx(expected, rel=1e-5)
+    # all channels pooled: I = (0.8 + 0.5) + (0.6 + 0.9) = 2.8, sum(t) = 4, sum(p) = 4, smooth 1
+    assert float(dice_coef_multiclass(y_true, y_pred)) == pytest.approx((2 * 2.8 + 1) / (4 + 4 + 1), rel=1e-5)
 
 
-def test_reference_dice_binary_equals_dice_coef() -> None:
+def test_reference_dice_is_the_mean_of_per_image_scores() -> None:
+    y_true = np.concatenate([_one_hot([0, 1, 1, 0], 2), _one_hot([1, 1, 1, 1], 2)])
+    y_pred = np.concatenate([_one_hot([0, 1, 1, 0], 2), _one_hot([0, 0, 0, 0], 2)])
+    # image 1 perfect: 1; image 2 all wrong: (0 + 1) / (8 + 1)
+    assert float(dice_coef_multiclass(y_true, y_pred)) == pytest.approx((1 + 1 / 9) / 2, rel=1e-6)
+
+
+def test_reference_dice_binary_equals_dice_coef_for_one_image() -> None:
     y_true = np.asarray([1, 0, 1, 1], dtype=np.float32).reshape(1, 2, 2, 1)
     y_pred = np.asarray([0.5, 0.5, 1, 0], dtype=np.float32).reshape(1, 2, 2, 1)
-    expected = float(dice_coef(y_true, y_pred, smooth=1e-6))
-    assert float(dice_coef_multiclass(y_true, y_pred)) == pytest.approx(expected)
+    assert float(dice_coef_multiclass(y_true, y_pred)) == pytest.approx(float(dice_coef(y_true, y_pred, smooth=1.0)))
 
 
 def test_reference_dice_is_inflated_by_background_while_foreground_dice_is_zero() -> None:
@@ -61,9 +69,26 @@ def test_reference_dice_is_inflated_by_background_while_foreground_dice_is_zero(
     labels[42] = 1  # 1% foreground in a 10x10 mask
     y_true = _one_hot(labels, 2, shape=(1, 10, 10))
     y_pred = _one_hot(np.zeros(100, dtype=int), 2, shape=(1, 10, 10))  # all background
-    # background: 2*99 / (99 + 100); foreground: 1e-6 / (1 + 1e-6)
-    assert float(dice_coef_multiclass(y_true, y_pred)) == pytest.approx(198 / 199 / 2, rel=1e-5)
+    # the reference pools all channels: I = 99 background pixels, sum(t) = sum(p) = 100
+    assert float(dice_coef_multiclass(y_true, y_pred)) == pytest.approx((2 * 99 + 1) / (200 + 1), rel=1e-6)
     assert _dice(ForegroundDice(2), y_true, y_pred) == pytest.approx(0.0)
+    assert _dice(ForegroundIoU(2), y_true, y_pred) == pytest.approx(0.0)
+    scores = compute_scores(compute_confusion(labels, np.zeros(100, dtype=int), 2))
+    assert nanmean_foreground(scores["dice"]) == pytest.approx(0.0)
+
+
+def test_reference_sensitivity_and_specificity_hand_computed() -> None:
+    y_true = np.asarray([1, 1, 0, 0], dtype=np.float32).reshape(1, 2, 2, 1)
+    y_pred = np.asarray([0.9, 0.4, 0.6, 0.1], dtype=np.float32).reshape(1, 2, 2, 1)
+    # round(t * p) = [1, 0, 0, 0] -> 1 of 2 positives; round((1-t)(1-p)) = [0, 0, 0, 1] -> 1 of 2 negatives
+    assert float(sensitivity(y_true, y_pred)) == pytest.approx(0.5, rel=1e-6)
+    assert float(specificity(y_true, y_pred)) == pytest.approx(0.5, rel=1e-6)
+    assert float(sensitivity(y_true, y_true)) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_reference_iou_coef_perfect_prediction_is_one() -> None:
+    y = _one_hot([0, 1, 2, 0], 3)
+    assert float(iou_coef(y, y)) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("fn", [dice_coef, dice_coef_multiclass])
@@ -83,6 +108,14 @@ def test_foreground_dice_absent_class_is_nan_and_left_out_of_the_mean() -> None:
     assert _dice(ForegroundDice(3, class_ids=[0]), y_true, y_pred) == pytest.approx(0.8)
 
 
+def test_foreground_iou_hand_computed_with_an_absent_class() -> None:
+    y_true = _one_hot([0, 1, 1, 0], 3)
+    y_pred = _one_hot([0, 1, 0, 1], 3)  # class 1: I 1, T 2, P 2 -> 1/3; class 2 absent
+    assert _dice(ForegroundIoU(3), y_true, y_pred) == pytest.approx(1 / 3)
+    assert math.isnan(_dice(ForegroundIoU(3, class_ids=[2], name="iou_b"), y_true, y_pred))
+    assert _dice(ForegroundIoU(3, class_ids=[0]), y_true, y_pred) == pytest.approx(1 / 3)  # I 1, T 2, P 2
+
+
 def test_foreground_dice_accumulates_over_batches() -> None:
     rng = np.random.default_rng(0)
     true_labels = rng.integers(0, 3, size=(4, 5, 5))
@@ -96,6 +129,7 @@ def test_foreground_dice_accumulates_over_batches() -> None:
     assert float(split.result()) == pytest.approx(whole)
     scores = compute_scores(compute_confusion(true_labels, pred_labels, 3))
     assert whole == pytest.approx(nanmean_foreground(scores["dice"]), rel=1e-6)
+    assert _dice(ForegroundIoU(3), y_true, y_pred) == pytest.approx(nanmean_foreground(scores["iou"]), rel=1e-6)
 
 
 def test_foreground_dice_reset_state() -> None:
@@ -123,11 +157,12 @@ def test_foreground_dice_sample_weight_zero_drops_pixels() -> None:
     assert float(weighted.result()) == pytest.approx(1.0)  # pixels left: (1, 1) and (0, 0)
 
 
-def test_foreground_dice_config_round_trip() -> None:
-    metric = ForegroundDice(6, class_ids=[3], name="dice_dpath")
+@pytest.mark.parametrize("kind", [ForegroundDice, ForegroundIoU])
+def test_foreground_score_config_round_trip(kind) -> None:
+    metric = kind(6, class_ids=[3], name="score_dpath")
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
-    assert isinstance(restored, ForegroundDice)
-    assert (restored.name, restored.num_classes, restored.class_ids) == ("dice_dpath", 6, [3])
+    assert type(restored) is kind
+    assert (restored.name, restored.num_classes, restored.class_ids) == ("score_dpath", 6, [3])
 
 
 @pytest.mark.parametrize("num_classes, class_ids", [(0, None), (3, [3]), (1, [2]), (3, [])])
@@ -175,8 +210,8 @@ def test_confusion_rejects_bad_input() -> None:
 
 
 def test_build_metrics_unknown_and_duplicate_names() -> None:
-    with pytest.raises(FlexsegError, match="'iou' is unknown") as info:
-        build_metrics(["dice", "iou"], 2, ["background", "tumour"])
+    with pytest.raises(FlexsegError, match="'jaccard' is unknown") as info:
+        build_metrics(["dice", "jaccard"], 2, ["background", "tumour"])
     for name in METRICS:
         assert name in str(info.value)
     with pytest.raises(FlexsegError, match="more than once"):
@@ -196,16 +231,17 @@ def _tiny_model(num_classes: int) -> keras.Model:
 def test_compiled_model_logs_metric_names_and_values(tmp_path: Path) -> None:
     keras.utils.set_random_seed(0)
     model = _tiny_model(3)
-    metrics = build_metrics(["dice", "dice_coef_multiclass"], 3, ["background", "a", "b"])
+    metrics = build_metrics(["dice", "dice_coef_multiclass", "iou"], 3, ["background", "a", "b"])
     model.compile(loss="categorical_crossentropy", metrics=metrics)
     x = np.random.default_rng(1).normal(size=(4, 8, 8, 3)).astype("float32")
     labels = np.random.default_rng(2).integers(0, 3, size=(4, 8, 8))
     y = _one_hot(labels, 3, shape=(4, 8, 8))
     logs = model.evaluate(x, y, batch_size=2, verbose=0, return_dict=True)
-    assert set(logs) == {"loss", "dice", "dice_a", "dice_b", "dice_coef_multiclass"}
+    assert set(logs) == {"loss", "dice", "dice_a", "dice_b", "dice_coef_multiclass", "iou", "iou_a", "iou_b"}
     scores = compute_scores(compute_confusion(labels, model.predict(x, verbose=0).argmax(-1), 3))
     assert logs["dice"] == pytest.approx(nanmean_foreground(scores["dice"]), rel=1e-5)
     assert logs["dice_b"] == pytest.approx(scores["dice"][2], rel=1e-5, nan_ok=True)
+    assert logs["iou"] == pytest.approx(nanmean_foreground(scores["iou"]), rel=1e-5)
     model.save(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
     assert restored.evaluate(x, y, batch_size=2, verbose=0, return_dict=True) == pytest.approx(
@@ -215,9 +251,11 @@ def test_compiled_model_logs_metric_names_and_values(tmp_path: Path) -> None:
 
 def test_compiled_binary_model_logs_metric_names() -> None:
     model = _tiny_model(1)
-    model.compile(loss="binary_crossentropy",
-                  metrics=build_metrics(["dice", "dice_coef"], 1, ["background", "cell"]))
+    names = ["dice", "dice_coef", "iou", "iou_coef", "sensitivity", "specificity"]
+    model.compile(loss="binary_crossentropy", metrics=build_metrics(names, 1, ["background", "cell"]))
     x = np.zeros((2, 8, 8, 3), dtype="float32")
     y = np.zeros((2, 8, 8, 1), dtype="float32")
     logs = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert set(logs) == {"loss", "dice", "dice_cell", "dice_coef"}
+    expected = {"dice", "dice_cell", "dice_coef", "iou", "iou_cell", "iou_coef", "sensitivity", "specificity"}
+    assert set(logs) == {"loss", *expected}
+    assert set(metric_log_names(names, 1, ["background", "cell"])) == expected

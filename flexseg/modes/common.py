@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import keras
+import numpy as np
 
 from flexseg import tracking
 from flexseg.config import Config, DatasetConfig
 from flexseg.data.masks import build_palette
+from flexseg.data.pipeline import ReadOptions
+from flexseg.data.pipeline import read_options as pipeline_read_options
 from flexseg.data.synthetic import build_synthetic_dataset
 from flexseg.errors import FlexsegError
 from flexseg.losses import get_loss
 from flexseg.metrics import build_metrics
+from flexseg.optimizers import build_optimizer, build_schedule
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = {"adam": keras.optimizers.Adam}
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def seed_everything(seed: int) -> None:
@@ -36,23 +42,82 @@ def class_names(cfg: Config) -> list[str]:
 
 
 def palette(cfg: Config):  # type: ignore[no-untyped-def]
+    """(K, 3) uint8 class colours of the masks (decoding)."""
     return build_palette(cfg.dataset.classes)
 
 
-def compile_model(model: keras.Model, cfg: Config) -> keras.Model:
-    """Compile with the configured optimizer, loss (default by output count) and metrics."""
+def display_palette(cfg: Config):  # type: ignore[no-untyped-def]
+    """(K, 3) uint8 colours for written masks and overlays (`display_color`, else the mask colour)."""
+    return np.asarray([c.display_color or c.color for c in cfg.dataset.classes], dtype=np.uint8)
+
+
+def read_options(cfg: Config) -> ReadOptions:
+    """How this config's dataset files become model input (formats, colours, bad-file policy)."""
+    return pipeline_read_options(cfg.dataset, cfg.model.image_channels)
+
+
+def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
+    """`value` lowercased (Hydra turns `true` into the string 'True' for str keys); FlexsegError if not a choice."""
+    text = str(value).lower()
+    if text not in choices:
+        raise FlexsegError(f"{key}={value!r} is unknown; use one of {', '.join(choices)}.")
+    return text
+
+
+def jit_compile_option(value: str) -> bool | str:
+    """`train.jit_compile` -> the `model.compile(jit_compile=...)` argument."""
+    choice = _choice("train.jit_compile", value, ("auto", "true", "false"))
+    return {"auto": "auto", "true": True, "false": False}[choice]
+
+
+@contextlib.contextmanager
+def precision_policy(name: str) -> Iterator[None]:
+    """Set Keras's global dtype policy (`train.precision`) for building a model; restore it after.
+
+    mixed_float16 / mixed_bfloat16 compute in 16 bits and keep variables in float32 (Keras wraps
+    the optimizer in a LossScaleOptimizer for float16). They pay off on GPUs with tensor cores;
+    on CPU they run, mostly slower. The model's output layer stays float32.
+    """
+    policy = _choice("train.precision", name, PRECISIONS)
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def build_training_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer of `train.*` with its learning-rate schedule over `epochs x steps_per_epoch` steps."""
     t = cfg.train
-    if t.optimizer not in OPTIMIZERS:
-        raise FlexsegError(f"train.optimizer='{t.optimizer}' is unknown; available: {', '.join(OPTIMIZERS)}.")
-    kwargs = {"learning_rate": t.learning_rate}
-    if t.clipvalue is not None:
-        kwargs["clipvalue"] = t.clipvalue
-    num_outputs = cfg.model.num_classes
-    loss = t.loss or ("bce_dice_loss" if num_outputs == 1 else "categorical_crossentropy")
+    rate = build_schedule(t.lr_schedule, t.learning_rate, t.epochs * steps_per_epoch, t.end_learning_rate,
+                          t.lr_power)
+    return build_optimizer(t.optimizer, rate, t.clipvalue, t.clipnorm, t.weight_decay, t.momentum, t.nesterov)
+
+
+def loss_name(cfg: Config) -> str:
+    """`train.loss`, or the default for the model's output count."""
+    return cfg.train.loss or ("bce_dice_loss" if cfg.model.num_classes == 1 else "categorical_crossentropy")
+
+
+def compile_model(model: keras.Model, cfg: Config, optimizer: keras.optimizers.Optimizer | None = None) -> keras.Model:
+    """Compile with the configured loss, metrics and XLA option.
+
+    Args:
+        model: The model to compile.
+        cfg: Validated config (`train.loss`, `train.loss_args`, `train.metrics`, `train.jit_compile`).
+        optimizer: The training optimizer (`build_training_optimizer`); None builds `train.optimizer`
+            at a constant rate, enough for evaluation.
+    """
+    t = cfg.train
+    if optimizer is None:
+        optimizer = build_optimizer(t.optimizer, t.learning_rate, t.clipvalue, t.clipnorm, t.weight_decay,
+                                    t.momentum, t.nesterov)
     model.compile(
-        optimizer=OPTIMIZERS[t.optimizer](**kwargs),
-        loss=get_loss(loss),
-        metrics=build_metrics(t.metrics, num_outputs, class_names(cfg)),
+        optimizer=optimizer,
+        loss=get_loss(loss_name(cfg), t.loss_args),
+        metrics=build_metrics(t.metrics, cfg.model.num_classes, class_names(cfg)),
+        jit_compile=jit_compile_option(t.jit_compile),
     )
     return model
 

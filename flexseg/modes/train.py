@@ -1,24 +1,48 @@
-"""`flexseg mode=train`: files -> tf.data -> FlexUNet -> fit with callbacks -> checkpoint + MLflow."""
+"""`flexseg mode=train`: files -> tf.data -> FlexUNet -> fit with callbacks -> checkpoints + MLflow.
+
+`train.resume=true|auto` continues a killed run in its own run dir and MLflow run (see
+`flexseg.modes.resume`); this call's Hydra dir then only holds its log.
+"""
 
 from __future__ import annotations
 
 import io
 import logging
+import math
+import os
 from pathlib import Path
+from typing import Optional
 
 import keras
 import numpy as np
 
-from flexseg import tracking
-from flexseg.callbacks import BestCheckpoint, EpochInference, EpochLogger, monitor_mode
+from flexseg import tracking, viz
+from flexseg.callbacks import (
+    BestCheckpoint,
+    CsvLogger,
+    CurvePlotter,
+    EpochInference,
+    EpochRecorder,
+    EpochTiledInference,
+    MlflowLogger,
+    TrainingState,
+    monitor_mode,
+    save_model_atomic,
+)
+from flexseg.callbacks.state import best_value
 from flexseg.config import Config
-from flexseg.data.discovery import build_split
+from flexseg.data.discovery import IMAGE_EXTS, build_split
+from flexseg.data.augment import build_augment
 from flexseg.data.pipeline import build_dataset
+from flexseg.data.readers import convert_image
 from flexseg.errors import FlexsegError
+from flexseg.metrics import metric_log_names
 from flexseg.models.registry import build_model
 from flexseg.modes import common
+from flexseg.modes.resume import ResumePoint, check_compatible, find_resume_point, restore_model, training_lock
 
 log = logging.getLogger(__name__)
+ARTIFACTS = ("train_losses.csv", "train_metrics.csv", "train_losses.png", "train_metrics.png")
 
 
 def _sample_batch(ds, count: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -30,72 +54,196 @@ def _sample_batch(ds, count: int) -> tuple[np.ndarray, np.ndarray]:  # type: ign
     return np.stack(images), np.stack(targets)
 
 
-def _callbacks(cfg: Config, run_dir: Path, infer_ds) -> list[keras.callbacks.Callback]:  # type: ignore[no-untyped-def]
-    c = cfg.callbacks
-    cbs: list[keras.callbacks.Callback] = []
-    if c.reduce_lr:
-        cbs.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=c.monitor, mode=monitor_mode(c.monitor), factor=c.reducer_factor, patience=c.reducer_patience, min_lr=c.min_lr, verbose=1))
+def check_monitor(cfg: Config) -> None:
+    """Stop when `callbacks.monitor` is not a value Keras logs (it would silently never trigger)."""
+    names = ["loss", *metric_log_names(cfg.train.metrics, cfg.model.num_classes, common.class_names(cfg))]
+    valid = [*names, *(f"val_{n}" for n in names)]
+    if cfg.callbacks.monitor not in valid:
+        raise FlexsegError(f"callbacks.monitor='{cfg.callbacks.monitor}' is not logged by this training; "
+                           f"choose one of {', '.join(valid)} (metrics come from train.metrics).")
+
+
+def tiled_image_path(cfg: Config) -> Optional[Path]:
+    """`callbacks.tiled_image`, else the first image of `<dataset.root>/large/images`, else None."""
+    if cfg.callbacks.tiled_image:
+        path = Path(cfg.callbacks.tiled_image)
+        if not path.is_file():
+            raise FlexsegError(f"callbacks.tiled_image='{path}' is not a file; give an image or null.")
+        return path
+    folder = Path(cfg.dataset.root) / "large" / "images"
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_EXTS) if folder.is_dir() else []
+    if not files:
+        log.info("epoch-change tiled inference off: no callbacks.tiled_image and no images in %s", folder)
+        return None
+    return files[0]
+
+
+def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=None,  # type: ignore[no-untyped-def]
+                    tiled_image: Optional[Path] = None) -> list[keras.callbacks.Callback]:
+    """The callbacks `callbacks.*` switches on, in the order their contracts need.
+
+    Order: ReduceLROnPlateau, best checkpoint, early stopping (their counters change at epoch end)
+    -> `EpochRecorder` (commits last.keras + state.json) -> CSV, plots, MLflow (publish committed
+    epochs only) -> epoch-change inference pictures.
+    """
+    c, t = cfg.callbacks, cfg.train
+    if c.tiled_every < 1:
+        raise FlexsegError(f"callbacks.tiled_every={c.tiled_every}; it must be at least 1 (1 = every epoch).")
+    mode = monitor_mode(c.monitor)
+    stateful: dict[str, keras.callbacks.Callback] = {}
+    if c.reduce_lr and str(t.lr_schedule) != "constant":
+        log.warning("callbacks.reduce_lr is ignored: train.lr_schedule=%s sets the learning rate every step",
+                    t.lr_schedule)
+    elif c.reduce_lr:
+        stateful["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor=c.monitor, mode=mode, factor=c.reducer_factor, patience=c.reducer_patience,
+            cooldown=c.reducer_cooldown, min_lr=c.min_lr, min_delta=c.min_delta, verbose=1)
     if c.checkpoint:
-        cbs.append(BestCheckpoint(run_dir / "checkpoints" / "best.keras", c.monitor))
+        stateful["best_checkpoint"] = BestCheckpoint(run_dir / "checkpoints" / "best.keras", c.monitor)
     if c.early_stopping:
-        cbs.append(keras.callbacks.EarlyStopping(
-            monitor=c.monitor, patience=c.patience, mode=monitor_mode(c.monitor), verbose=1))
-    if c.epoch_change_infer and c.num_infer_images > 0:
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(
+            monitor=c.monitor, mode=mode, patience=c.patience, min_delta=c.min_delta, verbose=1)
+    ckpt_dir = run_dir / "checkpoints" if c.last_checkpoint else None
+    recorder = EpochRecorder(state, stateful, ckpt_dir, log_lr=c.log_lr)
+    cbs: list[keras.callbacks.Callback] = [*stateful.values(), recorder]
+    if c.csv_logs:
+        cbs.append(CsvLogger(run_dir, recorder))
+    if c.plots:
+        cbs.append(CurvePlotter(run_dir, recorder, common.class_names(cfg)))
+    if c.mlflow:
+        cbs.append(MlflowLogger(recorder, tracking.log_metrics))
+    log_image = tracking.log_image if c.mlflow else None
+    pal = common.display_palette(cfg)
+    if c.epoch_change_infer and c.num_infer_images > 0 and infer_ds is not None:
         images, targets = _sample_batch(infer_ds, c.num_infer_images)
-        cbs.append(EpochInference(images, targets, common.palette(cfg), run_dir / "epoch_change_infer"))
-    cbs.append(EpochLogger(run_dir))  # last: sees the lr after ReduceLROnPlateau
+        cbs.append(EpochInference(images, targets, pal, run_dir / "epoch_change_infer", log_image))
+    if c.epoch_change_tiled and tiled_image is not None:
+        tl = cfg.tiling
+        cbs.append(EpochTiledInference(
+            viz.read_rgb(tiled_image), lambda rgb: convert_image(rgb, common.read_options(cfg).image), pal,
+            run_dir / "epoch_change_tiled",
+            lambda model: common.with_input_size(model, tl.tile_size, tl.tile_size),
+            tl.tile_size, tl.overlap, tl.batch_size, tl.blend, log_image, every=c.tiled_every))
     return cbs
 
 
+def _recorder(callbacks: list[keras.callbacks.Callback]) -> EpochRecorder:
+    return next(cb for cb in callbacks if isinstance(cb, EpochRecorder))
+
+
+def _summary(cfg: Config, state: TrainingState, run_dir: Path) -> dict[str, float]:
+    monitor = cfg.callbacks.monitor
+    best = best_value(state.history, monitor, monitor_mode(monitor) == "max")
+    log.info("training done: %d epochs, best %s %.4f; outputs in %s", state.epoch, monitor, best, run_dir)
+    return {f"best_{monitor}": best, "epochs": float(state.epoch), "objective": best}
+
+
+def _start_or_resume(  # type: ignore[no-untyped-def]
+    cfg: Config, ctx, exp_id: str
+) -> tuple[Path, TrainingState, Optional[ResumePoint]]:
+    """(run dir, state, resume point): this call's dir and a fresh state, or those of the run to continue."""
+    point = find_resume_point(cfg.train.resume, cfg.train.resume_dir, exp_id, cfg.tracking.experiment)
+    if point is None:
+        return ctx.run_dir, TrainingState(), None
+    check_compatible(point.run_dir, ctx.config_yaml)
+    log.info("resuming %s after epoch %d (MLflow run %s); this call's log is in %s", point.run_dir,
+             point.state.epoch, point.state.run_id, ctx.run_dir)
+    return point.run_dir, point.state, point
+
+
 def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Train one model; returns the best monitored value (also as `objective` for sweepers)."""
+    """Train one model (or continue one, `train.resume`); returns the best monitored value."""
     common.seed_everything(cfg.seed)
     common.prepare_dataset(cfg.dataset)
     m, t = cfg.model, cfg.train
+    check_monitor(cfg)
+    exp_id = common.open_tracking(cfg)
+    run_dir, state, point = _start_or_resume(cfg, ctx, exp_id)
+    if point is not None and state.finished:
+        if state.stopped_early or state.epoch >= t.epochs:
+            log.info("%s already finished (epoch %d of %d%s); nothing to resume", run_dir, state.epoch, t.epochs,
+                     ", stopped early" if state.stopped_early else "")
+            return _summary(cfg, state, run_dir)
+        state.finished = False  # more epochs asked for: continue the finished run
     size = (m.image_height, m.image_width)
-    pal = common.palette(cfg)
+    pal, opts = common.palette(cfg), common.read_options(cfg)
     splits = {s: build_split(cfg.dataset, s) for s in ("train", "valid")}
     log.info("dataset %s: %d train / %d valid pairs", cfg.dataset.name, len(splits["train"]), len(splits["valid"]))
-
-    def dataset(split: str, shuffle: bool, repeat: bool):  # type: ignore[no-untyped-def]
-        return build_dataset(splits[split], pal, size, m.image_channels, m.num_classes, t.batch_size,
-                             shuffle=shuffle, seed=cfg.seed, repeat=repeat, shuffle_buffer=t.shuffle_buffer)
-
-    train_ds = dataset("train", shuffle=True, repeat=t.steps_per_epoch is not None)
-    valid_ds = dataset("valid", shuffle=False, repeat=t.validation_steps is not None)
+    augment = build_augment(cfg.augment)  # the train split only
+    train_ds = build_dataset(splits["train"], pal, size, m.image_channels, m.num_classes, t.batch_size,
+                             shuffle=True, seed=cfg.seed + state.epoch, repeat=t.steps_per_epoch is not None,
+                             shuffle_buffer=t.shuffle_buffer, augment=augment, options=opts, cache=cfg.dataset.cache)
+    valid_ds = build_dataset(splits["valid"], pal, size, m.image_channels, m.num_classes, t.batch_size,
+                             repeat=t.validation_steps is not None, options=opts, cache=cfg.dataset.cache)
     try:
-        infer_ds = build_dataset(build_split(cfg.dataset, "test"), pal, size, m.image_channels, m.num_classes, 1)
+        infer_split = build_split(cfg.dataset, "test")
     except FlexsegError:  # no test split: the reference shows mini_test images, validation is the next best
-        infer_ds = dataset("valid", shuffle=False, repeat=False)
+        infer_split = splits["valid"]
+    infer_ds = build_dataset(infer_split, pal, size, m.image_channels, m.num_classes, 1, options=opts)
+    steps_per_epoch = t.steps_per_epoch or math.ceil(len(splits["train"]) / t.batch_size)
 
-    model = common.compile_model(build_model(m), cfg)
+    with training_lock(run_dir), common.precision_policy(t.precision):
+        model = build_model(m)
+        common.compile_model(model, cfg, common.build_training_optimizer(cfg, steps_per_epoch))
+        if point is not None:
+            restore_model(model, point)
+        log.info("model %s: %.3f M parameters, precision %s", m.name, model.count_params() / 1e6, t.precision)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tags = common.run_tags(cfg, "train", run_dir)
+        with tracking.start_run(exp_id, run_id=state.run_id, tags=None if point else tags) as run_id:
+            state.run_id = run_id
+            if point is None:
+                _record_new_run(cfg, ctx, run_dir, model)
+            else:
+                _record_resume(cfg, ctx, state, tags["git_commit"])
+            callbacks = build_callbacks(cfg, run_dir, state, infer_ds, tiled_image_path(cfg))
+            model.fit(
+                train_ds, validation_data=valid_ds, epochs=state.epoch if state.stopped_early else t.epochs,
+                initial_epoch=state.epoch, steps_per_epoch=t.steps_per_epoch, validation_steps=t.validation_steps,
+                callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
+            )
+            _log_final_model(model, run_dir)
+        _recorder(callbacks).mark_finished()
+    return _summary(cfg, state, run_dir)
+
+
+def _record_new_run(cfg: Config, ctx, run_dir: Path, model: keras.Model) -> None:  # type: ignore[no-untyped-def]
+    """Config, params, overrides and model summary of a new run (into the active MLflow run)."""
+    tmp = run_dir / ".config.yaml.tmp"
+    tmp.write_text(ctx.config_yaml)
+    os.replace(tmp, run_dir / "config.yaml")
     summary = io.StringIO()
     model.summary(print_fn=lambda line, *a, **k: summary.write(line + "\n"))
-    log.info("model %s: %.3f M parameters", m.name, model.count_params() / 1e6)
+    tracking.log_params(tracking.flatten_params(cfg))
+    tracking.set_tags({"overrides": " ".join(ctx.overrides)[:5000]})
+    tracking.log_text(ctx.config_yaml, "config.yaml")
+    tracking.log_text(summary.getvalue(), "model_summary.txt")
+    log.info("MLflow run %s (experiment '%s')", tracking.active_run_id(), cfg.tracking.experiment)
 
-    ctx.run_dir.mkdir(parents=True, exist_ok=True)
-    (ctx.run_dir / "config.yaml").write_text(ctx.config_yaml)
-    exp_id = common.open_tracking(cfg)
-    with tracking.start_run(exp_id, tags=common.run_tags(cfg, "train", ctx.run_dir)) as run_id:
-        log.info("MLflow run %s (experiment '%s')", run_id, cfg.tracking.experiment)
-        tracking.log_params(tracking.flatten_params(cfg))
-        tracking.set_tags({"overrides": " ".join(ctx.overrides)[:5000]})
-        tracking.log_text(ctx.config_yaml, "config.yaml")
-        tracking.log_text(summary.getvalue(), "model_summary.txt")
-        callbacks = _callbacks(cfg, ctx.run_dir, infer_ds)
-        history = model.fit(
-            train_ds, validation_data=valid_ds, epochs=t.epochs, steps_per_epoch=t.steps_per_epoch,
-            validation_steps=t.validation_steps, callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
-        )
-        best_path = ctx.run_dir / "checkpoints" / "best.keras"
-        if not best_path.exists():  # checkpoint callback off, or monitor never finite
-            model.save(best_path)
-        tracking.log_artifact(best_path, "checkpoints")
-        for name in ("train_losses.csv", "train_metrics.csv"):
-            tracking.log_artifact(ctx.run_dir / name)
-    values = history.history.get(cfg.callbacks.monitor, [float("nan")])
-    best = float(np.nanmax(values) if monitor_mode(cfg.callbacks.monitor) == "max" else np.nanmin(values))
-    log.info("training done: best %s %.4f; checkpoint %s; outputs in %s", cfg.callbacks.monitor, best, best_path,
-             ctx.run_dir)
-    return {f"best_{cfg.callbacks.monitor}": best, "epochs": float(len(values)), "objective": best}
+
+def _record_resume(cfg: Config, ctx, state: TrainingState, commit: str) -> None:  # type: ignore[no-untyped-def]
+    """Tag the resume (params stay those of the first start) and log committed epochs MLflow lacks."""
+    run_id = tracking.active_run_id()
+    n = sum(1 for k in tracking.get_tags(run_id) if k.startswith("resume_")) + 1
+    tracking.set_tags({f"resume_{n}": f"from epoch {state.epoch}; commit {commit}; log {ctx.run_dir}; "
+                                      f"overrides {' '.join(ctx.overrides)}"[:5000]})
+    if cfg.callbacks.mlflow:
+        filled = tracking.log_missing_metrics(run_id, state.history)
+        if filled:
+            log.info("logged %d metric values of committed epochs that MLflow lacked", filled)
+
+
+def _log_final_model(model: keras.Model, run_dir: Path) -> None:
+    """Log best + last checkpoints (writing them when their callbacks were off), CSVs and plots."""
+    ckpt = run_dir / "checkpoints"
+    last = ckpt / "last.keras"
+    if not last.exists():
+        save_model_atomic(model, last)
+    best = ckpt / "best.keras"
+    if not best.exists():  # checkpoint callback off, or monitor never finite: the final model stands in
+        save_model_atomic(model, best)
+    tracking.log_artifact(best, "checkpoints")
+    tracking.log_artifact(last, "checkpoints")
+    for name in ARTIFACTS:
+        if (run_dir / name).is_file():
+            tracking.log_artifact(run_dir / name)

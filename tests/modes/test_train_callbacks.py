@@ -1,31 +1,94 @@
-"""The callbacks a training run gets honour every configured value (the reference silently ignored typos)."""
+"""The callbacks of a training run: config values honoured, switchable, ordered; the epoch record."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 from conftest import compose
 
-from flexseg.callbacks import BestCheckpoint, EpochLogger, monitor_mode
-from flexseg.modes.train import _callbacks
+from flexseg.callbacks import (
+    BestCheckpoint,
+    CsvLogger,
+    EpochRecorder,
+    MlflowLogger,
+    TrainingState,
+    monitor_mode,
+    read_state,
+)
+from flexseg.errors import FlexsegError
+from flexseg.modes.train import build_callbacks, check_monitor
+
+OFF = ["callbacks.epoch_change_infer=false", "callbacks.epoch_change_tiled=false"]
+
+
+def _by_type(callbacks: list) -> dict[str, keras.callbacks.Callback]:
+    return {type(c).__name__: c for c in callbacks}
 
 
 def test_reduce_lr_and_early_stopping_take_config_values(tmp_path: Path) -> None:
     cfg = compose(["callbacks.reducer_factor=0.3", "callbacks.reducer_patience=2", "callbacks.min_lr=1e-6",
-                   "callbacks.patience=7", "callbacks.epoch_change_infer=false"])
-    cbs = {type(c).__name__: c for c in _callbacks(cfg, tmp_path, infer_ds=None)}
+                   "callbacks.reducer_cooldown=1", "callbacks.patience=7", "callbacks.min_delta=0.01",
+                   "callbacks.monitor=val_dice", *OFF])
+    cbs = _by_type(build_callbacks(cfg, tmp_path, TrainingState()))
     reducer = cbs["ReduceLROnPlateau"]
-    assert (reducer.factor, reducer.patience, reducer.min_lr, reducer.monitor) == (0.3, 2, 1e-6, "val_loss")
-    assert cbs["EarlyStopping"].patience == 7
-    assert "EpochInference" not in cbs and isinstance(cbs["EpochLogger"], EpochLogger)
-    assert isinstance(cbs["BestCheckpoint"], BestCheckpoint)
+    assert (reducer.factor, reducer.patience, reducer.min_lr, reducer.cooldown, reducer.monitor, reducer.mode) == (
+        0.3, 2, 1e-6, 1, "val_dice", "max")
+    stopper = cbs["EarlyStopping"]
+    assert (stopper.patience, stopper.min_delta, stopper.monitor, stopper.mode) == (7, 0.01, "val_dice", "max")
+    assert isinstance(cbs["BestCheckpoint"], BestCheckpoint) and cbs["BestCheckpoint"].monitor == "val_dice"
+    assert {"CsvLogger", "CurvePlotter", "MlflowLogger", "EpochRecorder"} <= set(cbs)
+    assert "EpochInference" not in cbs and "EpochTiledInference" not in cbs
+
+
+def test_every_callback_can_be_switched_off_and_the_order_holds(tmp_path: Path) -> None:
+    off = ["checkpoint", "early_stopping", "reduce_lr", "csv_logs", "plots", "mlflow", "last_checkpoint"]
+    cfg = compose([*OFF, *(f"callbacks.{name}=false" for name in off)])
+    cbs = build_callbacks(cfg, tmp_path, TrainingState())
+    assert [type(c).__name__ for c in cbs] == ["EpochRecorder"]
+    assert cbs[0].ckpt_dir is None
+    names = [type(c).__name__ for c in build_callbacks(compose(OFF), tmp_path, TrainingState())]
+    assert names == ["ReduceLROnPlateau", "BestCheckpoint", "EarlyStopping", "EpochRecorder", "CsvLogger",
+                     "CurvePlotter", "MlflowLogger"]
+
+
+def test_reduce_lr_is_skipped_under_a_schedule(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = compose(["train.lr_schedule=cosine", *OFF])
+    assert "ReduceLROnPlateau" not in _by_type(build_callbacks(cfg, tmp_path, TrainingState()))
+    assert "callbacks.reduce_lr is ignored" in caplog.text
+
+
+def test_monitor_typo_fails_naming_valid_values() -> None:
+    check_monitor(compose(["callbacks.monitor=val_dice_square"]))
+    with pytest.raises(FlexsegError, match="callbacks.monitor='val_dise' is not logged.*val_dice_coef_multiclass"):
+        check_monitor(compose(["callbacks.monitor=val_dise"]))
 
 
 def test_monitor_direction() -> None:
     assert monitor_mode("val_loss") == "min"
     assert monitor_mode("val_dice") == "max"
+    assert monitor_mode("val_iou_square") == "max"
+    assert monitor_mode("val_dice_loss") == "min"
+
+
+def test_reduce_lr_honours_factor_patience_and_min_lr(tmp_path: Path) -> None:
+    # min_delta 1e9: nothing counts as an improvement after the first epoch, so every epoch waits.
+    cfg = compose(["callbacks.reducer_factor=0.5", "callbacks.reducer_patience=1", "callbacks.min_lr=0.003",
+                   "callbacks.min_delta=1e9", "callbacks.early_stopping=false", *OFF])
+    reducer = _by_type(build_callbacks(cfg, tmp_path, TrainingState()))["ReduceLROnPlateau"]
+    reducer.verbose = 0
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    rates: list[float] = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda e, logs: rates.append(float(model.optimizer.learning_rate)))
+    x = np.ones((4, 2), "float32")
+    model.fit(x, x[:, :1], validation_data=(x, x[:, :1]), epochs=4, verbose=0, callbacks=[reducer, record])
+    assert rates == pytest.approx([0.01, 0.005, 0.003, 0.003])
 
 
 def test_best_checkpoint_saves_only_on_improvement(tmp_path: Path) -> None:
@@ -42,3 +105,62 @@ def test_best_checkpoint_saves_only_on_improvement(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]  # no temp file left
     reloaded = keras.models.load_model(tmp_path / "best.keras", safe_mode=True)
     np.testing.assert_allclose(reloaded.predict(np.ones((1, 2)), verbose=0), model.predict(np.ones((1, 2)), verbose=0))
+
+
+def _fit_recorded(tmp_path: Path, state: TrainingState, epochs: int, initial_epoch: int = 0) -> tuple:
+    """A tiny regression fit with early stopping + reduce-LR snapshotted by an EpochRecorder."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    stopper = keras.callbacks.EarlyStopping(patience=5)
+    reducer = keras.callbacks.ReduceLROnPlateau(patience=5)
+    recorder = EpochRecorder(state, {"early_stopping": stopper, "reduce_lr": reducer}, tmp_path)
+    logged: list[tuple[int, dict]] = []
+    cbs = [stopper, reducer, recorder, CsvLogger(tmp_path, recorder),
+           MlflowLogger(recorder, lambda metrics, step: logged.append((step, metrics)))]
+    x = np.random.default_rng(0).normal(size=(8, 2)).astype("float32")
+    model.fit(x, x.sum(1, keepdims=True), validation_data=(x, x.sum(1, keepdims=True)), epochs=epochs,
+              initial_epoch=initial_epoch, verbose=0, callbacks=cbs)
+    return model, stopper, reducer, logged
+
+
+def test_epoch_recorder_commits_and_restores_counters(tmp_path: Path) -> None:
+    state = TrainingState(run_id="abc")
+    model, stopper, reducer, logged = _fit_recorded(tmp_path, state, epochs=3)
+    saved = read_state(tmp_path / "state.json")
+    assert (saved.epoch, saved.run_id, saved.iterations) == (3, "abc", 3)
+    assert [row["epoch"] for row in saved.history] == [1, 2, 3] and "lr" in saved.history[0]
+    assert saved.callbacks["early_stopping"]["best"] == stopper.best
+    assert [step for step, _ in logged] == [1, 2, 3] and "val_loss" in logged[0][1] and "epoch" not in logged[0][1]
+    assert (tmp_path / "last.keras").is_file() and not list(tmp_path.glob(".*tmp*"))
+    # a second fit continuing the state: counters restored after Keras reset them, rows appended
+    saved.callbacks["early_stopping"]["wait"] = 2
+    saved.callbacks["reduce_lr"]["wait"] = 1
+    _, stopper2, reducer2, logged2 = _fit_recorded(tmp_path, saved, epochs=3, initial_epoch=3)
+    assert (stopper2.wait, reducer2.wait, stopper2.best) == (2, 1, stopper.best)  # no epoch ran
+    _, stopper3, _, logged3 = _fit_recorded(tmp_path, saved, epochs=4, initial_epoch=3)
+    assert [step for step, _ in logged3] == [4]
+    with (tmp_path / "train_losses.csv").open() as fh:
+        assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2", "3", "4"]
+    assert json.loads((tmp_path / "state.json").read_text())["epoch"] == 4
+
+
+def test_epoch_tiled_inference_every_n_epochs_and_after_the_last(tmp_path: Path) -> None:
+    from flexseg.callbacks import EpochTiledInference
+    from flexseg.modes.common import with_input_size
+
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    logged: list[tuple[str, int, tuple]] = []
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    palette = np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8)
+    callback = EpochTiledInference(
+        image, lambda rgb: rgb.astype(np.float32) / 255.0, palette, tmp_path, lambda m: with_input_size(m, 24, 24), tile_size=24, overlap=8, batch_size=4,
+        blend="gaussian", log_image=lambda img, key, step: logged.append((key, step, img.shape)), every=2)
+    callback.set_model(model)
+    assert callback.predict_labels().shape == (40, 56)  # full size, not the tile size
+    for epoch in range(3):
+        callback.on_epoch_end(epoch)
+    callback.on_train_end()
+    assert [(key, step) for key, step, _ in logged] == [("epoch_change_tiled", 2), ("epoch_change_tiled", 3)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_002.png", "epoch_003.png"]

@@ -1,0 +1,123 @@
+"""Epoch-change inference: after every epoch, predict fixed images and save/log the pictures.
+
+`EpochInference` shows a few model-size images as image | truth | prediction rows;
+`EpochTiledInference` predicts one large image with the sliding window (`flexseg.tiling`) and
+shows overlay | colour mask. Both write `<out_dir>/epoch_NNN.png` and log the picture to MLflow by
+step (the MLflow UI shows a step slider).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+
+from flexseg import viz
+from flexseg.plots import fit_for_display
+from flexseg.data.pipeline import labels_from_target
+from flexseg.tiling import predict_tiled
+
+log = logging.getLogger(__name__)
+
+ImageLogger = Callable[[np.ndarray, str, int], None]  # (RGB uint8 image, key, step)
+
+
+class EpochInference(keras.callbacks.Callback):
+    """After every epoch, predict a few fixed images and save/log an image | truth | prediction grid.
+
+    Args:
+        images: (N, H, W, C) float32 in [0, 1].
+        targets: (N, H, W, K|1) model targets.
+        palette: (K, 3) uint8 class colours.
+        out_dir: Folder for `epoch_NNN.png`.
+        log_image: Sends the grid to MLflow; None logs nothing.
+    """
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, palette: np.ndarray, out_dir: Path,
+                 log_image: Optional[ImageLogger] = None) -> None:
+        super().__init__()
+        self.images, self.palette, self.out_dir, self.log_image = images, palette, out_dir, log_image
+        self.truth_panels = [viz.colorize(t, palette) for t in labels_from_target(targets)]
+        self.image_panels = [viz.to_uint8_rgb(img) for img in images]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        pred = labels_from_target(self.model.predict(self.images, verbose=0))
+        rows = [
+            [img, truth, viz.colorize(p, self.palette)]
+            for img, truth, p in zip(self.image_panels, self.truth_panels, pred)
+        ]
+        grid = viz.build_grid(rows, ["image", "truth", f"prediction (epoch {epoch + 1})"])
+        viz.write_rgb(self.out_dir / f"epoch_{epoch + 1:03d}.png", grid)
+        if self.log_image is not None:
+            self.log_image(grid, "epoch_change_infer", epoch + 1)
+
+
+class EpochTiledInference(keras.callbacks.Callback):
+    """After every epoch, sliding-window inference of one large image; save/log overlay | mask.
+
+    The training model is rebuilt once at the tile size (`resize_model`, sharing no variables with
+    it) and gets the current weights every epoch.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, any size.
+        to_input: (H, W, 3) uint8 RGB -> (H, W, C) float32 model input, as training images are read.
+        palette: (K, 3) uint8 class colours.
+        out_dir: Folder for `epoch_NNN.png`.
+        resize_model: Model -> the same model for (tile_size, tile_size) inputs.
+        tile_size, overlap, batch_size, blend: As `flexseg.tiling.predict_tiled`.
+        log_image: Sends the picture to MLflow; None logs nothing.
+        every: Predict after every `every`-th epoch (and after the last one).
+        max_side: Longest side of each saved/logged panel (at least 256; full-size labels are not kept).
+    """
+
+    def __init__(self, image: np.ndarray, to_input: Callable[[np.ndarray], np.ndarray], palette: np.ndarray, out_dir: Path,
+                 resize_model: Callable[[keras.Model], keras.Model], tile_size: int, overlap: float,
+                 batch_size: int, blend: str, log_image: Optional[ImageLogger] = None, every: int = 1,
+                 max_side: int = 1024) -> None:
+        super().__init__()
+        self.image = image
+        self.x = to_input(image)
+        self.palette, self.out_dir, self.log_image, self.max_side = palette, out_dir, log_image, max_side
+        self.resize_model = resize_model
+        self.tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, blend=blend)
+        self._tile_model: Optional[keras.Model] = None
+        self.every = max(int(every), 1)
+        self._last_epoch: Optional[int] = None  # 0-based epoch last seen
+        self._done: Optional[int] = None  # 0-based epoch last pictured
+
+    def predict_labels(self) -> np.ndarray:
+        """(H, W) class indices of the large image with the current weights."""
+        if self._tile_model is None:
+            self._tile_model = self.resize_model(self.model)
+        elif self._tile_model is not self.model:
+            self._tile_model.set_weights(self.model.get_weights())
+        model = self._tile_model
+
+        def predictor(batch: np.ndarray) -> np.ndarray:
+            return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+
+        probs = predict_tiled(self.x, predictor, **self.tiling)
+        return labels_from_target(probs[None])[0]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._last_epoch = epoch
+        if (epoch + 1) % self.every == 0:
+            self.picture(epoch)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._last_epoch is not None and self._done != self._last_epoch:
+            self.picture(self._last_epoch)
+
+    def picture(self, epoch: int) -> None:
+        """Predict the large image now; write `epoch_NNN.png` and log it at step epoch + 1."""
+        self._done = epoch
+        labels = self.predict_labels()
+        overlay = fit_for_display(viz.overlay(self.image, labels, self.palette), 256, self.max_side)
+        mask = fit_for_display(viz.colorize(labels, self.palette), 256, self.max_side, nearest=True)
+        picture = viz.build_grid([[overlay, mask]], [f"overlay (epoch {epoch + 1})", "prediction"])
+        viz.write_rgb(self.out_dir / f"epoch_{epoch + 1:03d}.png", picture)
+        if self.log_image is not None:
+            self.log_image(picture, "epoch_change_tiled", epoch + 1)

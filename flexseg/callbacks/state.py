@@ -1,0 +1,183 @@
+"""The epoch record of a training run and what a resumed run needs: last.keras + state.json.
+
+After every epoch `EpochRecorder` appends the epoch's logs to the history, then (when given a
+checkpoint folder) writes `last.keras` (model + optimizer state) and `state.json` (epoch count,
+history, learning rate, the counters of early stopping / ReduceLROnPlateau / best checkpoint,
+MLflow run id), each via temp file + rename, `state.json` last. A run killed at any moment
+therefore resumes from the last completed epoch. Callbacks placed after the recorder publish the
+history (CSV, plots, MLflow), so nothing is published for an epoch that was not committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from flexseg.callbacks.checkpoint import save_model_atomic
+from flexseg.errors import FlexsegError
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+LAST_CHECKPOINT = "last.keras"
+# Attributes that carry a callback's progress from one epoch to the next, by the role name that
+# train.py gives the callback. Keras resets them in on_train_begin; the recorder restores them.
+STATEFUL_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "early_stopping": ("wait", "best", "best_epoch", "stopped_epoch"),
+    "reduce_lr": ("wait", "cooldown_counter", "best"),
+    "best_checkpoint": ("best", "best_epoch"),
+}
+
+
+@dataclass
+class TrainingState:
+    """Everything besides weights and optimizer variables that a resumed training needs.
+
+    Attributes:
+        epoch: Epochs completed (the next `fit` starts with `initial_epoch=epoch`).
+        run_id: MLflow run the training logs into.
+        lr: Learning rate for the next epoch; None when a schedule sets it.
+        iterations: Optimizer steps taken, to check that `last.keras` belongs to this state.
+        stopped_early: Early stopping ended the training.
+        finished: The training run completed (all its outputs logged).
+        history: One dict per completed epoch: `epoch` (1-based), Keras logs, `lr`.
+        callbacks: Role name -> stateful attributes (see `STATEFUL_ATTRIBUTES`).
+    """
+
+    epoch: int = 0
+    run_id: Optional[str] = None
+    lr: Optional[float] = None
+    iterations: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: int = 1
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers, for JSON."""
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return value
+
+
+def write_state(path: Path, state: TrainingState) -> Path:
+    """Write `state` as JSON via temp file + rename (NaN/Infinity kept, as Python's json does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(state), indent=1, default=_plain))
+    os.replace(tmp, path)
+    return path
+
+
+def read_state(path: Path) -> TrainingState:
+    """Read a `state.json` written by `write_state`.
+
+    Raises:
+        FlexsegError: The file is missing, not JSON, or not a flexseg training state.
+    """
+    try:
+        data = json.loads(path.read_text())
+        names = {f.name for f in dataclasses.fields(TrainingState)}
+        return TrainingState(**{k: v for k, v in data.items() if k in names})
+    except (OSError, ValueError, TypeError) as err:
+        raise FlexsegError(f"Cannot read the training state '{path}': {err}. Resume another run or start anew "
+                           "(train.resume=false).") from err
+
+
+def current_lr(model: keras.Model) -> float:
+    """The optimizer's learning rate now (a schedule is evaluated at the current step)."""
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def lr_is_settable(model: keras.Model) -> bool:
+    """False when a `LearningRateSchedule` drives the optimizer (its rate cannot be assigned)."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer
+    return not isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Keep the per-epoch history; commit `last.keras` + `state.json` after every epoch.
+
+    Place it after the callbacks it snapshots (early stopping, ReduceLROnPlateau, best
+    checkpoint) and before the ones that publish the history.
+
+    Args:
+        state: The state to continue (a fresh one for a new run); updated in place.
+        stateful: Role name (a key of `STATEFUL_ATTRIBUTES`) -> callback instance.
+        ckpt_dir: Folder for `last.keras` and `state.json`; None records in memory only.
+        log_lr: Put the epoch's learning rate into the history as `lr`.
+    """
+
+    def __init__(self, state: TrainingState, stateful: dict[str, keras.callbacks.Callback],
+                 ckpt_dir: Optional[Path], log_lr: bool = True) -> None:
+        super().__init__()
+        self.state, self.stateful, self.ckpt_dir, self.log_lr = state, stateful, ckpt_dir, log_lr
+        self._epoch_lr = float("nan")
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        return self.state.history
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        """Restore the snapshotted callbacks and the learning rate (they reset themselves first)."""
+        for role, values in self.state.callbacks.items():
+            callback = self.stateful.get(role)
+            if callback is None:
+                continue
+            if values.get("monitor", callback.monitor) != callback.monitor:
+                log.warning("%s starts afresh: it monitored %s before the resume, %s now", role, values["monitor"],
+                            callback.monitor)
+                continue
+            for attr in STATEFUL_ATTRIBUTES[role]:
+                if attr in values:
+                    setattr(callback, attr, values[attr])
+        if self.state.lr is not None and lr_is_settable(self.model):
+            self.model.optimizer.learning_rate = self.state.lr
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_lr = current_lr(self.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row: dict[str, float] = {"epoch": epoch + 1}
+        row.update({k: float(v) for k, v in (logs or {}).items() if not k.startswith("learning_rate")})
+        if self.log_lr:
+            row["lr"] = self._epoch_lr
+        s = self.state
+        s.history.append(row)
+        s.epoch = epoch + 1
+        s.iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        s.lr = current_lr(self.model) if lr_is_settable(self.model) else None
+        s.stopped_early = bool(getattr(self.model, "stop_training", False))
+        s.callbacks = {
+            role: {"monitor": cb.monitor,
+                   **{a: _plain(getattr(cb, a)) for a in STATEFUL_ATTRIBUTES[role] if hasattr(cb, a)}}
+            for role, cb in self.stateful.items()
+        }
+        if self.ckpt_dir is not None:
+            save_model_atomic(self.model, self.ckpt_dir / LAST_CHECKPOINT)
+            write_state(self.ckpt_dir / STATE_FILE, s)  # last: it vouches for last.keras
+
+    def mark_finished(self) -> None:
+        """Record that the run completed; written to `state.json` when checkpointing."""
+        self.state.finished = True
+        if self.ckpt_dir is not None:
+            write_state(self.ckpt_dir / STATE_FILE, self.state)
+
+
+def best_value(history: list[dict[str, float]], key: str, mode_max: bool) -> float:
+    """Best finite value of `key` over the history (NaN when there is none)."""
+    values = [r[key] for r in history if key in r and not math.isnan(r[key])]
+    if not values:
+        return float("nan")
+    return max(values) if mode_max else min(values)

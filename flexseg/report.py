@@ -1,0 +1,100 @@
+"""Evaluation report files: per-image score table, confusion matrix CSV, gallery of the worst images.
+
+Pure functions and a small collector: numpy in, files out (temp file + rename); no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from flexseg import viz
+from flexseg.plots import fit_for_display
+from flexseg.metrics import compute_scores, nanmean_foreground
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def write_table(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
+    """A CSV with a header row; floats with 6 significant digits, NaN as `nan`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows([_fmt(v) for v in row] for row in rows)
+    os.replace(tmp, path)
+    return path
+
+
+def write_confusion_csv(path: Path, confusion: np.ndarray, class_names: Sequence[str]) -> Path:
+    """(K, K) pixel counts with class-name headers: rows truth, columns prediction."""
+    rows = [[name, *(int(v) for v in confusion[i])] for i, name in enumerate(class_names)]
+    return write_table(path, ["truth \\ prediction", *class_names], rows)
+
+
+def image_scores(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """One image's row: foreground means, then dice and IoU per class (NaN: absent from both).
+
+    Args:
+        confusion: (K, K) counts of one image.
+        class_names: K names, background first.
+    """
+    scores = compute_scores(confusion)
+    row = {"mean_foreground_dice": nanmean_foreground(scores["dice"]),
+           "mean_foreground_iou": nanmean_foreground(scores["iou"])}
+    for metric in ("dice", "iou"):
+        row.update({f"{metric}_{n}": float(v) for n, v in zip(class_names, scores[metric])})
+    return row
+
+
+class WorstImages:
+    """Keeps the `k` images with the lowest score (NaN scores, i.e. nothing to find, never count).
+
+    Args:
+        k: How many to keep.
+    """
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._heap: list[tuple[float, int, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._count = 0
+
+    def offer(self, score: float, name: str, image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> None:
+        """Consider one image: (H, W, 3) uint8 RGB, (H, W, 3) uint8 colour masks."""
+        if self.k < 1 or math.isnan(score):
+            return
+        self._count += 1
+        item = (-score, self._count, name, image, truth, pred)  # max-heap on score via negation
+        if len(self._heap) < self.k:
+            heapq.heappush(self._heap, item)
+        elif -score > self._heap[0][0]:
+            heapq.heapreplace(self._heap, item)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def build_gallery(self) -> np.ndarray:
+        """image | truth | prediction rows, worst first, each image captioned with name and score.
+
+        Returns:
+            RGB uint8 grid (see `viz.build_grid`).
+        """
+        rows = []
+        for neg, _, name, image, truth, pred in sorted(self._heap, key=lambda it: (-it[0], it[1])):
+            captioned = fit_for_display(image).copy()
+            truth, pred = fit_for_display(truth, nearest=True), fit_for_display(pred, nearest=True)
+            text = f"{name}  fg dice {-neg:.3f}"
+            cv2.putText(captioned, text, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(captioned, text, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            rows.append([captioned, truth, pred])
+        return viz.build_grid(rows, ["image", "truth", "prediction"])
