@@ -1,19 +1,52 @@
-"""Sliding-window (tiled) prediction of one large image with a per-tile predictor.
+"""Sliding-window (tiled) prediction of an image of any size with a per-tile predictor.
 
 Pure numpy: the predictor is passed in as a callable, so this module imports neither TensorFlow
 nor Hydra. The tiling maths follow nnU-Net v2 (evenly spaced windows, a cached Gaussian
 importance map); the public entry point follows MONAI's ``sliding_window_inference``.
+
+Memory is bounded by the image width, not its area: tiles are predicted in raster order and
+blended into an accumulator one tile high; as soon as a tile row is complete, the rows no later
+tile can touch are normalised and handed out (``iter_tiled_bands``). The image itself may be read
+lazily: anything with ``.shape == (H, W, C)`` whose row slices ``image[a:b]`` return arrays (a
+numpy array, or a TIFF read strip by strip) is read one band of tile rows at a time.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
 BLEND_MODES = ("gaussian", "constant")
+# Flip test-time augmentation in 2D: none, vertical, horizontal, both (axes of an (N, H, W, C) batch).
+FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (2,), (1, 2))
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def resolve_overlap(overlap: float, tile_size: int) -> int:
+    """Overlap in pixels from a pixel count (>= 1) or a fraction of the tile (0 < overlap < 1).
+
+    Args:
+        overlap: Pixels (a whole number, 0 allowed) or, when below 1, a fraction of ``tile_size``.
+        tile_size: Tile edge in pixels.
+
+    Returns:
+        Pixels shared by neighbouring tiles, 0 <= result < ``tile_size``.
+    """
+    if 0 < overlap < 1:
+        pixels = int(round(overlap * tile_size))
+    elif overlap == int(overlap):
+        pixels = int(overlap)
+    else:
+        raise ValueError(
+            f"overlap must be whole pixels or a fraction < 1 of the tile ({tile_size}), got {overlap}."
+        )
+    if not 0 <= pixels < tile_size:
+        raise ValueError(f"overlap must be >= 0 and < tile ({tile_size}), got {overlap}.")
+    return pixels
 
 
 def compute_tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -68,10 +101,11 @@ def compute_blend_weights(tile: int, mode: str) -> np.ndarray:
     return weights
 
 
-def count_tiles(height: int, width: int, tile_size: int, overlap: int) -> int:
+def count_tiles(height: int, width: int, tile_size: int, overlap: float) -> int:
     """Number of tiles ``predict_tiled`` cuts from an image of ``height`` x ``width`` pixels."""
-    rows = compute_tile_starts(max(height, tile_size), tile_size, overlap)
-    cols = compute_tile_starts(max(width, tile_size), tile_size, overlap)
+    pixels = resolve_overlap(overlap, tile_size)
+    rows = compute_tile_starts(max(height, tile_size), tile_size, pixels)
+    cols = compute_tile_starts(max(width, tile_size), tile_size, pixels)
     return len(rows) * len(cols)
 
 
@@ -87,62 +121,170 @@ def _pad_to_tile(image: np.ndarray, tile: int) -> np.ndarray:
     return image
 
 
-def predict_tiled(
-    image: np.ndarray,
-    predictor: Callable[[np.ndarray], np.ndarray],
+def _checked(probs: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The predictor's output as float32 (N, h, w, K), or a ValueError naming the bad shape."""
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim != 4 or probs.shape[:3] != shape[:3]:
+        raise ValueError(f"predictor must return shape {shape[:3]} + (K,), got {probs.shape}.")
+    return probs
+
+
+def predict_with_flips(batch: np.ndarray, predictor: Predictor) -> np.ndarray:
+    """Flip test-time augmentation: the mean of the predictions of the 4 flips of ``batch``.
+
+    Args:
+        batch: (N, h, w, C) float32 tiles.
+        predictor: Maps (N, h, w, C) to (N, h, w, K) probabilities.
+
+    Returns:
+        (N, h, w, K) float32, each flipped prediction flipped back before averaging.
+    """
+    total: Optional[np.ndarray] = None
+    for axes in FLIPS:
+        tiles = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
+        probs = _checked(predictor(tiles), batch.shape)
+        probs = np.flip(probs, axes) if axes else probs
+        total = probs.copy() if total is None else np.add(total, probs, out=total)
+    assert total is not None
+    return total / np.float32(len(FLIPS))
+
+
+def _iter_tiles(
+    image: Any, starts_y: list[int], starts_x: list[int], tile: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(tile row index, x, (tile, tile, C) float32 view) in raster order, reading one band per row."""
+    for row, y in enumerate(starts_y):
+        band = _pad_to_tile(np.asarray(image[y : y + tile], dtype=np.float32), tile)
+        for x in starts_x:
+            yield row, x, band[:, x : x + tile]
+
+
+def _iter_batches(tiles: Iterator[tuple[int, int, np.ndarray]], size: int) -> Iterator[list]:
+    batch: list[tuple[int, int, np.ndarray]] = []
+    for item in tiles:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def iter_tiled_bands(
+    image: Any,
+    predictor: Predictor,
     tile_size: int,
-    overlap: int,
+    overlap: float,
     batch_size: int = 4,
     blend: str = "gaussian",
     progress: Optional[Callable[[int], None]] = None,
-) -> np.ndarray:
-    """Predict class probabilities for an image of any size by blending overlapping tiles.
+    *,
+    tta: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Blended sliding-window probabilities, handed out top to bottom in finished bands of rows.
 
-    Tiles are cut at full resolution; an image smaller than a tile is padded and the output
-    cropped back.
+    Tiles are predicted in raster order, ``batch_size`` at a time (a batch may span tile rows),
+    and blended into a (tile_size, W, K) accumulator. Once every tile of tile row i is in, rows
+    ``[y_i, y_{i+1})`` are final (no later tile reaches above ``y_{i+1}``) and are yielded; so
+    memory is O(tile_size x W x K), whatever the height.
 
     Args:
-        image: (H, W, C) image; cast to float32.
+        image: (H, W, C) array or lazily read image (``.shape`` and row slicing ``image[a:b]``);
+            each band is cast to float32, nothing else. Any H, W >= 1: an image smaller than a
+            tile is padded (reflect where it fits, else edge) and the output cropped back.
         predictor: Maps a (N, tile_size, tile_size, C) float32 batch to (N, tile_size,
             tile_size, K) probabilities, N <= ``batch_size``.
         tile_size: Tile edge in pixels.
-        overlap: Minimum pixels shared by neighbouring tiles, 0 <= overlap < tile_size.
+        overlap: Minimum pixels shared by neighbouring tiles, or a fraction (< 1) of the tile.
         batch_size: Tiles per predictor call; the last call may get fewer.
         blend: One of ``BLEND_MODES``; how overlapping predictions are weighted.
         progress: Called after each batch with the number of tiles it held.
+        tta: Average the predictions of the 4 flips of every tile (4 predictor calls per batch).
+
+    Yields:
+        (first row, (rows, W, K) float32 probabilities): consecutive bands covering [0, H).
+    """
+    shape = tuple(image.shape)
+    if len(shape) != 3:
+        raise ValueError(f"image must have shape (H, W, C), got {shape}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    height, width = int(shape[0]), int(shape[1])
+    pixels = resolve_overlap(overlap, tile_size)
+    weights = compute_blend_weights(tile_size, blend)
+    starts_y = compute_tile_starts(max(height, tile_size), tile_size, pixels)
+    starts_x = compute_tile_starts(max(width, tile_size), tile_size, pixels)
+    starts_y.append(starts_y[-1] + tile_size)  # the end of the last band
+    scores: Optional[np.ndarray] = None
+    weighted: Optional[np.ndarray] = None  # scratch: one tile's probabilities x weights
+    weight_sum = np.zeros((tile_size, max(width, tile_size)), dtype=np.float32)
+    row = 0  # the tile row the accumulator is anchored at
+
+    def finish_row() -> tuple[int, np.ndarray]:
+        """Normalise the rows of tile row ``row`` that no later tile touches; shift them out."""
+        assert scores is not None
+        top, n = starts_y[row], starts_y[row + 1] - starts_y[row]
+        band = scores[:n] / weight_sum[:n, :, None]
+        scores[:-n], weight_sum[:-n] = scores[n:], weight_sum[n:]
+        scores[-n:], weight_sum[-n:] = 0, 0
+        return top, band[: min(n, height - top), :width]
+
+    tiles = _iter_tiles(image, starts_y[:-1], starts_x, tile_size)
+    for batch_items in _iter_batches(tiles, batch_size):
+        batch = np.stack([tile for _, _, tile in batch_items])
+        probs = predict_with_flips(batch, predictor) if tta else _checked(predictor(batch), batch.shape)
+        if scores is None or weighted is None:
+            scores = np.zeros(weight_sum.shape + probs.shape[3:], dtype=np.float32)
+            weighted = np.empty(probs.shape[1:], dtype=np.float32)
+        for (tile_row, x, _), tile_probs in zip(batch_items, probs):
+            while row < tile_row:
+                yield finish_row()
+                row += 1
+            np.multiply(tile_probs, weights[..., None], out=weighted)
+            scores[:, x : x + tile_size] += weighted
+            weight_sum[:, x : x + tile_size] += weights
+        if progress is not None:
+            progress(len(batch_items))
+    yield finish_row()
+
+
+def predict_tiled(
+    image: Any,
+    predictor: Predictor,
+    tile_size: int,
+    overlap: float,
+    batch_size: int = 4,
+    blend: str = "gaussian",
+    progress: Optional[Callable[[int], None]] = None,
+    *,
+    tta: bool = False,
+) -> np.ndarray:
+    """Predict class probabilities for an image of any size by blending overlapping tiles.
+
+    The whole-output form of ``iter_tiled_bands`` (same arguments): tiles are cut at full
+    resolution, an image smaller than a tile is padded and the output cropped back.
+
+    Args:
+        image: (H, W, C) image (array or lazily read, see ``iter_tiled_bands``); cast to float32.
+        predictor: Maps a (N, tile_size, tile_size, C) float32 batch to (N, tile_size,
+            tile_size, K) probabilities, N <= ``batch_size``.
+        tile_size: Tile edge in pixels.
+        overlap: Minimum pixels shared by neighbouring tiles, 0 <= overlap < tile_size, or a
+            fraction (< 1) of the tile.
+        batch_size: Tiles per predictor call; the last call may get fewer.
+        blend: One of ``BLEND_MODES``; how overlapping predictions are weighted.
+        progress: Called after each batch with the number of tiles it held.
+        tta: Average over the 4 flips of every tile.
 
     Returns:
         (H, W, K) float32 probabilities, the weighted mean of all tiles covering each pixel.
     """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 3:
-        raise ValueError(f"image must have shape (H, W, C), got {image.shape}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    height, width = image.shape[:2]
-    padded = _pad_to_tile(image, tile_size)
-    origins = [
-        (y, x)
-        for y in compute_tile_starts(padded.shape[0], tile_size, overlap)
-        for x in compute_tile_starts(padded.shape[1], tile_size, overlap)
-    ]
-    weights = compute_blend_weights(tile_size, blend)
-    scores: Optional[np.ndarray] = None
-    weight_sum = np.zeros(padded.shape[:2], dtype=np.float32)
-    for first in range(0, len(origins), batch_size):
-        batch_origins = origins[first : first + batch_size]
-        batch = np.stack([padded[y : y + tile_size, x : x + tile_size] for y, x in batch_origins])
-        probs = np.asarray(predictor(batch), dtype=np.float32)
-        if probs.ndim != 4 or probs.shape[:3] != batch.shape[:3]:
-            raise ValueError(
-                f"predictor must return shape {batch.shape[:3]} + (K,), got {probs.shape}."
-            )
-        if scores is None:
-            scores = np.zeros(padded.shape[:2] + probs.shape[3:], dtype=np.float32)
-        for (y, x), tile_probs in zip(batch_origins, probs):
-            scores[y : y + tile_size, x : x + tile_size] += tile_probs * weights[..., None]
-            weight_sum[y : y + tile_size, x : x + tile_size] += weights
-        if progress is not None:
-            progress(len(batch_origins))
-    assert scores is not None  # at least one tile always exists
-    return (scores / weight_sum[..., None])[:height, :width]
+    out: Optional[np.ndarray] = None
+    for top, band in iter_tiled_bands(
+        image, predictor, tile_size, overlap, batch_size, blend, progress, tta=tta
+    ):
+        if out is None:
+            out = np.empty((image.shape[0],) + band.shape[1:], dtype=np.float32)
+        out[top : top + len(band)] = band
+    assert out is not None  # at least one band always exists
+    return out

@@ -10,7 +10,10 @@ from flexseg.tiling import (
     compute_blend_weights,
     compute_tile_starts,
     count_tiles,
+    iter_tiled_bands,
     predict_tiled,
+    predict_with_flips,
+    resolve_overlap,
 )
 
 TILE = 128
@@ -235,3 +238,145 @@ def test_blend_weights_are_cached_and_read_only():
     with pytest.raises(ValueError):
         weights[0, 0] = 0.0
     np.testing.assert_array_equal(compute_blend_weights(TILE, "constant"), 1.0)
+
+
+# --------------------------------------------------------------------------- issue 6: overlap as a
+# fraction, streaming bands, lazy images, whole-image equivalence, flip TTA
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def local_predictor(radius: int = 3):
+    """A tiny "conv net": per-channel box mean over (2r+1)^2 with zero padding, then softmax.
+
+    Translation equivariant with a finite receptive field, so it is exact wherever the window
+    lies inside the tile, and wrong (zero padding) only near tile borders, like a real CNN.
+    """
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        n, h, w, c = batch.shape
+        padded = np.pad(batch.astype(np.float64), [(0, 0), (radius, radius), (radius, radius), (0, 0)])
+        sums = padded.cumsum(1).cumsum(2)
+        sums = np.pad(sums, [(0, 0), (1, 0), (1, 0), (0, 0)])
+        k = 2 * radius + 1
+        box = sums[:, k:, k:] - sums[:, :-k, k:] - sums[:, k:, :-k] + sums[:, :-k, :-k]
+        return softmax(8.0 * box / k**2).astype(np.float32)
+
+    return predict
+
+
+class LazyRows:
+    """An image known only by its shape and row slices; records every read."""
+
+    def __init__(self, image: np.ndarray) -> None:
+        self.image, self.shape, self.reads = image, image.shape, []
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        self.reads.append((start, stop))
+        return self.image[start:stop]
+
+
+@pytest.mark.parametrize(("overlap", "tile", "pixels"), [(64, 256, 64), (64.0, 256, 64), (0.25, 256, 64),
+                                                          (0.5, 128, 64), (0, 128, 0), (0.001, 128, 0)])
+def test_overlap_in_pixels_or_as_a_fraction(overlap, tile, pixels):
+    assert resolve_overlap(overlap, tile) == pixels
+
+
+@pytest.mark.parametrize("overlap", [12.5, -0.5, 256, 300])
+def test_bad_overlap_values_raise_with_the_value(overlap):
+    with pytest.raises(ValueError, match=f"got {overlap}"):
+        resolve_overlap(overlap, 256)
+
+
+def test_fractional_overlap_tiles_like_the_same_pixels():
+    image = random_image(300, 517)
+    np.testing.assert_array_equal(
+        predict_tiled(image, row_col_predictor, TILE, 0.25), predict_tiled(image, row_col_predictor, TILE, 32)
+    )
+    assert count_tiles(300, 517, TILE, 0.25) == count_tiles(300, 517, TILE, 32)
+
+
+@pytest.mark.parametrize(("height", "width", "overlap"), [(300, 517, 32), (1000, 130, 64), (50, 70, 32), (129, 128, 0)])
+def test_bands_are_consecutive_final_rows_and_equal_the_whole_output(height, width, overlap):
+    image = random_image(height, width)
+    bands = list(iter_tiled_bands(image, row_col_predictor, TILE, overlap, batch_size=3))
+    tops = [top for top, _ in bands]
+    assert tops[0] == 0 and all(b.shape[1:] == (width, 2) for _, b in bands)
+    assert [top + len(b) for top, b in bands][:-1] == tops[1:]  # no gap, no overlap
+    assert tops[-1] + len(bands[-1][1]) == height
+    assert all(len(b) <= TILE for _, b in bands)  # never more than one tile row in flight
+    whole = predict_tiled(image, row_col_predictor, TILE, overlap)
+    np.testing.assert_array_equal(np.concatenate([b for _, b in bands]), whole)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5, 11, 64])
+def test_batches_spanning_tile_rows_give_the_same_output(batch_size):
+    image = random_image(700, 300)  # 3 tiles per row: batches of 5/11/64 span 2..all rows
+    reference = predict_tiled(image, row_col_predictor, TILE, 32, batch_size=4)
+    np.testing.assert_allclose(predict_tiled(image, row_col_predictor, TILE, 32, batch_size=batch_size),
+                               reference, rtol=0, atol=1e-5)
+
+
+def test_lazy_image_is_read_one_band_at_a_time_top_to_bottom():
+    height, width = 2000, 300
+    lazy = LazyRows(random_image(height, width))
+    out = predict_tiled(lazy, identity_predictor, TILE, 32)
+    np.testing.assert_allclose(out, lazy.image, atol=1e-5)
+    starts = compute_tile_starts(height, TILE, 32)
+    assert lazy.reads == [(y, y + TILE) for y in starts]  # each tile row read once, in order
+
+
+@pytest.mark.parametrize("blend", BLEND_MODES)
+@pytest.mark.parametrize("tta", [False, True])
+@pytest.mark.parametrize(("height", "width"), [(777, 1234), (128, 128), (37, 600), (1, 1)])
+def test_constant_model_is_exactly_constant_everywhere(blend, tta, height, width):
+    probs = np.array([0.1, 0.7, 0.2], dtype=np.float32)
+    out = predict_tiled(random_image(height, width), constant_predictor(probs), TILE, 64, blend=blend, tta=tta)
+    assert out.shape == (height, width, 3)
+    # No seams, no weight holes at borders or corners: every pixel is the constant (float32 rounding).
+    assert np.abs(out - probs).max() <= 1e-6
+
+
+@pytest.mark.parametrize(("height", "width"), [(256, 256), (512, 384), (300, 517)])
+def test_tiled_equals_whole_image_except_within_blending_tolerance(height, width):
+    """Acceptance: <= 0.5% of pixels change label at overlap >= 64 (here: tile 128, overlap 64)."""
+    image = random_image(height, width)
+    predictor = local_predictor(radius=3)
+    whole = predictor(image[None])[0].argmax(-1)
+    tiled = predict_tiled(image, predictor, TILE, 64).argmax(-1)
+    assert np.mean(tiled != whole) <= 0.005
+
+
+def test_tta_with_a_flip_equivariant_model_equals_no_tta():
+    image = random_image(300, 517)
+    predictor = local_predictor(radius=2)  # symmetric box: flip equivariant
+    np.testing.assert_allclose(
+        predict_tiled(image, predictor, TILE, 32, tta=True), predict_tiled(image, predictor, TILE, 32),
+        rtol=0, atol=1e-6,
+    )
+
+
+def test_tta_averages_the_four_flips_flipped_back():
+    calls: list[np.ndarray] = []
+
+    def recording(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch)
+        return row_col_predictor(batch)
+
+    batch = random_image(TILE, TILE)[None]
+    out = predict_with_flips(batch, recording)
+    assert len(calls) == 4
+    np.testing.assert_array_equal(calls[1], batch[:, ::-1])
+    np.testing.assert_array_equal(calls[3], batch[:, ::-1, ::-1])
+    # Local row r and its mirror T-1-r average to the tile centre, in both channels.
+    np.testing.assert_allclose(out, (TILE - 1) / 2, atol=1e-5)
+
+
+def test_tta_progress_counts_tiles_not_flips():
+    done: list[int] = []
+    predict_tiled(random_image(300, 517), identity_predictor, TILE, 32, progress=done.append, tta=True)
+    assert sum(done) == count_tiles(300, 517, TILE, 32)

@@ -1,23 +1,31 @@
-"""`flexseg mode=tiled`: large images -> blended sliding-window prediction -> full-size masks + overlays."""
+"""`flexseg mode=tiled`: large images -> blended sliding-window prediction -> full-size masks + overlays.
+
+Each image streams through ``tiled_stream.segment_file`` (read lazily, predicted in bands, written
+band by band), so whole-slide TIFFs run in memory bounded by their width. With masks, per-image
+dice/IoU go to ``tiled_metrics.csv``.
+"""
 
 from __future__ import annotations
 
+import csv
 import logging
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from flexseg import tracking, viz
+from flexseg import tracking
 from flexseg.config import Config
-from flexseg.data.discovery import list_image_files, list_images
-from flexseg.data.masks import compute_labels_np
-from flexseg.data.pipeline import labels_from_target
-from flexseg.metrics import compute_confusion, compute_scores, nanmean_foreground
+from flexseg.errors import FlexsegError
+from flexseg.metrics import compute_scores, nanmean_foreground
 from flexseg.modes import common
-from flexseg.modes.evaluate import load_for_config, write_key_values
-from flexseg.modes.infer import MAX_LOGGED, write_outputs
-from flexseg.tiling import count_tiles, predict_tiled
+from flexseg.modes.evaluate import load_for_config
+from flexseg.modes.infer import MAX_LOGGED
+from flexseg.tiled_io import INPUT_SUFFIXES, list_inputs
+from flexseg.tiled_stream import TiledOptions, batch_predictor, segment_file
+from flexseg.tiling import resolve_overlap
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +33,37 @@ log = logging.getLogger(__name__)
 def _default_dirs(cfg: Config) -> tuple[Path, Path | None]:
     root = Path(cfg.dataset.root)
     large = root / "large" / "images"
-    images = Path(cfg.tiling.images_dir) if cfg.tiling.images_dir else (large if large.is_dir() else root / "test" / "images")
+    default = large if large.is_dir() else root / "test" / "images"
+    images = Path(cfg.tiling.images_dir) if cfg.tiling.images_dir else default
     if cfg.tiling.masks_dir:
         return images, Path(cfg.tiling.masks_dir)
     sibling = images.parent / "masks"
     return images, (sibling if cfg.tiling.images_dir is None and sibling.is_dir() else None)
+
+
+def score_row(name: str, confusion: np.ndarray, names: list[str]) -> dict[str, float | str]:
+    """One line of `tiled_metrics.csv`: mean foreground dice/IoU, then per class."""
+    scores = compute_scores(confusion)
+    row: dict[str, float | str] = {
+        "image": name,
+        "mean_foreground_dice": nanmean_foreground(scores["dice"]),
+        "mean_foreground_iou": nanmean_foreground(scores["iou"]),
+    }
+    for metric in ("dice", "iou"):
+        row.update({f"{metric}_{cls}": float(v) for cls, v in zip(names, scores[metric])})
+    return row
+
+
+def write_table(path: Path, rows: list[dict[str, float | str]]) -> Path:
+    """Write dict rows as CSV (header from the first row) via temp file + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    os.replace(tmp, path)
+    return path
 
 
 def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -38,45 +72,48 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
     model, _, run_id, exp_id = load_for_config(cfg)
     t = cfg.tiling
     model = common.with_input_size(model, t.tile_size, t.tile_size)
-    channels = common.model_input_size(model)[2]
     images_dir, masks_dir = _default_dirs(cfg)
-    files = list_image_files(images_dir, "tiling.images_dir")
-    masks = list_images([masks_dir]) if masks_dir else {}
+    files = sorted(list_inputs(images_dir, "tiling.images_dir").values())
+    if not files:
+        raise FlexsegError(f"tiling.images_dir: folder '{images_dir}' holds no images ({', '.join(INPUT_SUFFIXES)}).")
+    masks = list_inputs(masks_dir, "tiling.masks_dir") if masks_dir else {}
     out_dir = Path(t.output_dir) if t.output_dir else ctx.run_dir / "tiled"
-    pal = common.palette(cfg)
-    names = common.class_names(cfg)
+    pal, names, read = common.display_palette(cfg), common.class_names(cfg), common.read_options(cfg)
+    options = TiledOptions(t.tile_size, t.overlap, t.batch_size, t.blend, t.tta, t.output_format, t.save_probabilities)
+    predictor = batch_predictor(model.predict_on_batch, t.batch_size)
 
-    def predictor(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-
-    rows: list[tuple[str, float]] = []
+    rows: list[dict[str, float | str]] = []
     confusion = np.zeros((len(names), len(names)), np.int64)
+    logged: list[Path] = []
     for path in files:
-        image = viz.read_rgb(path)
-        x = image.astype(np.float32) / 255.0
-        x = x[..., :1] if channels == 1 else x
-        total = count_tiles(image.shape[0], image.shape[1], t.tile_size, t.overlap)
-        with tqdm(total=total, desc=f"tiled {path.name}", unit="tile") as bar:
-            probs = predict_tiled(x, predictor, t.tile_size, t.overlap, t.batch_size, t.blend, progress=bar.update)
-        labels = labels_from_target(probs[None])[0]
-        write_outputs(out_dir, path.stem, image, labels, pal)
-        if path.stem in masks:
-            truth = compute_labels_np(viz.read_rgb(masks[path.stem]), pal)
-            conf = compute_confusion(truth, labels, len(names))
-            confusion += conf
-            rows.append((f"dice_{path.stem}", nanmean_foreground(compute_scores(conf)["dice"])))
+        started = time.perf_counter()
+        with tqdm(desc=f"tiled {path.name}", unit="tile") as bar:
+            result = segment_file(path, predictor, options, read.image, pal, out_dir, masks.get(path.stem),
+                                  progress=bar.update, on_start=bar.reset, mask_options=read.mask)
+        seconds = time.perf_counter() - started
+        height, width = result.shape
+        log.info("%s: %dx%d, %d tiles%s in %.1f s (%.2f MP/s) -> %s", path.name, width, height, result.tiles,
+                 " x4 flips" if t.tta else "", seconds, height * width / seconds / 1e6, result.outputs["masks"])
+        if result.confusion is not None:
+            confusion += result.confusion
+            rows.append(score_row(path.stem, result.confusion, names))
+        if result.outputs["overlays"].suffix == ".png" and len(logged) < MAX_LOGGED:
+            logged.append(result.outputs["overlays"])
     results: dict[str, float] = {"images": float(len(files))}
     if rows:
-        results["mean_foreground_dice"] = nanmean_foreground(compute_scores(confusion)["dice"])
-        write_key_values(out_dir / "tiled_metrics.csv", [*rows, ("mean_foreground_dice", results["mean_foreground_dice"])])
+        total = score_row("all", confusion, names)
+        results["mean_foreground_dice"] = float(total["mean_foreground_dice"])
+        results["mean_foreground_iou"] = float(total["mean_foreground_iou"])
+        write_table(out_dir / "tiled_metrics.csv", [*rows, total])
     tags = None if run_id else common.run_tags(cfg, "tiled", ctx.run_dir)
     with tracking.start_run(exp_id, run_id=run_id, tags=tags):
-        if "mean_foreground_dice" in results:
-            tracking.log_metrics({"tiled_mean_foreground_dice": results["mean_foreground_dice"]})
-        for path in files[:MAX_LOGGED]:
-            tracking.log_artifact(out_dir / "overlays" / f"{path.stem}.png", "tiled/overlays")
-    log.info("tiled %d images (tile %d, overlap %d) from %s; outputs in %s", len(files), t.tile_size, t.overlap,
-             images_dir, out_dir)
-    if "mean_foreground_dice" in results:
-        log.info("tiled mean foreground dice against %s: %.4f", masks_dir, results["mean_foreground_dice"])
+        if rows:
+            tracking.log_metrics({f"tiled_{k}": results[k] for k in ("mean_foreground_dice", "mean_foreground_iou")})
+        for overlay in logged:  # TIFF outputs (large images) stay in the folder only
+            tracking.log_artifact(overlay, "tiled/overlays")
+    log.info("tiled %d images (tile %d, overlap %d px, blend %s%s) from %s; outputs in %s", len(files), t.tile_size,
+             resolve_overlap(t.overlap, t.tile_size), t.blend, ", flip TTA" if t.tta else "", images_dir, out_dir)
+    if rows:
+        log.info("tiled mean foreground dice / IoU against %s: %.4f / %.4f", masks_dir,
+                 results["mean_foreground_dice"], results["mean_foreground_iou"])
     return results
