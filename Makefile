@@ -7,10 +7,10 @@ PORT ?= 5000
 RUN := $(BIN)/flexseg experiment=demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui bench-data bench-tiled clean
+.PHONY: help install demo test test-fast ui bench-data bench-tiled reproduce clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/flexseg: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,13 @@ test-fast: install  ## the suite without the slow end-to-end CLI tests
 
 ui: install  ## MLflow UI on http://127.0.0.1:5000 (HOST=... PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(HOST) --port $(PORT)
+
+reproduce: install  ## EXP=lizard|lung_tumor|edf_cervical|leukocyte|tiled_cell [ARGS="dataset.root=..."]: train, eval, infer (+ tiled)
+	@test -n "$(EXP)" || { echo "usage: make reproduce EXP=lizard [ARGS='dataset.root=path/to/Lizard']"; exit 2; }
+	$(BIN)/flexseg experiment=$(EXP) mode=train $(ARGS)
+	$(BIN)/flexseg experiment=$(EXP) mode=eval $(ARGS)
+	$(BIN)/flexseg experiment=$(EXP) mode=infer $(ARGS)
+	@if [ "$(EXP)" = "tiled_cell" ]; then $(BIN)/flexseg experiment=$(EXP) mode=tiled $(ARGS); fi
 
 bench-data: install  ## data pipeline throughput + peak RSS (plain and augmented), training step rate
 	$(BIN)/python benchmarks/bench_data.py

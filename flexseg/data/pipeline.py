@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from flexseg.data.discovery import Split
-from flexseg.data.readers import ImageOptions, MaskOptions, read_image, read_labels
+from flexseg.config import DatasetConfig
+from flexseg.data.readers import ImageOptions, MaskOptions, options_from_config, read_image, read_labels
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ class ReadOptions:
     mask: MaskOptions
     max_unmatched: float = 0.01
     on_bad_file: str = "error"
+
+
+def read_options(cfg: DatasetConfig, channels: int) -> ReadOptions:
+    """The reading options a dataset config asks for (formats, colours, tolerance, bad-file policy)."""
+    image, mask = options_from_config(cfg, channels)
+    return ReadOptions(image, mask, cfg.max_unmatched, cfg.on_bad_file)
 
 
 class _PairReader:

@@ -92,6 +92,34 @@ def _decode(path: Path) -> np.ndarray:
     return img
 
 
+def convert_image(pixels: np.ndarray, opts: ImageOptions) -> np.ndarray:
+    """RGB pixels (a whole image or a band of rows) -> model input, with the colour options applied.
+
+    Args:
+        pixels: (H, W, 3) RGB, uint8 / uint16 / float in [0, 1].
+        opts: channel/colour options.
+
+    Returns:
+        (H, W, opts.channels) float32 in [0, 1].
+    """
+    if opts.color_converter is not None:  # the reference converts the 8-bit BGR image cv2 reads
+        if pixels.dtype == np.uint16:
+            pixels = (pixels // 257).astype(np.uint8)
+        elif pixels.dtype != np.uint8:
+            pixels = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+        out = cv2.cvtColor(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), opts.color_converter).astype(np.float32) / 255.0
+    else:
+        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(pixels.dtype, 1.0)
+        out = pixels.astype(np.float32) / scale
+        if opts.color_order == "BGR":
+            out = out[..., ::-1]
+    if opts.channels == 1:
+        out = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2GRAY)[..., None] if out.shape[2] == 3 else out[..., :1]
+    if opts.gamma:
+        out = np.power(out, 1.0 / opts.gamma, dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 def read_image(path: Path | str, opts: ImageOptions, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read an image file as model input.
 
@@ -104,23 +132,13 @@ def read_image(path: Path | str, opts: ImageOptions, size: tuple[int, int] | Non
         (H, W, opts.channels) float32 in [0, 1].
     """
     img = _decode(Path(path))
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0
     if img.dtype not in (np.uint8, np.uint16):
-        img = np.clip(img, 0, None)
-        scale = float(img.max()) or 1.0
+        img = np.clip(img.astype(np.float32) / max(float(img.max()), 1e-12), 0, 1)
     if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if opts.color_converter is not None:  # the reference converts the BGR image cv2 reads
-        img = cv2.cvtColor(img, opts.color_converter)
-    elif opts.color_order == "RGB":
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    out = img.astype(np.float32) / scale
-    if opts.channels == 1:
-        out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[..., None] if out.shape[2] == 3 else out[..., :1]
-    if opts.gamma:
-        out = np.power(out, 1.0 / opts.gamma, dtype=np.float32)
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    out = convert_image(img, opts)
     if size is not None and out.shape[:2] != tuple(size):
         shrink = size[0] * size[1] < out.shape[0] * out.shape[1]
         area = opts.interpolation == "area" or (opts.interpolation == "auto" and shrink)
@@ -153,34 +171,44 @@ def _load_mask_array(path: Path) -> tuple[np.ndarray, bool]:
     return img, False
 
 
-def read_labels(path: Path | str, opts: MaskOptions, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
-    """Read a mask file as class indices, resized with nearest neighbour only.
+def decode_mask_array(arr: np.ndarray, opts: MaskOptions, is_index: bool = False) -> tuple[np.ndarray, int]:
+    """Mask pixels (a whole mask or a band of rows) -> class indices.
+
+    Args:
+        arr: (H, W) or (H, W, 3) RGB mask pixels, uint8/uint16 (or class indices when `is_index`).
+        opts: mask options.
+        is_index: the pixels are class indices already (palette PNG, 2-D npz).
 
     Returns:
         ((H, W) uint8 class indices, number of pixels that match no class: farther than
         `color_tolerance` from every class colour, or an index >= the class count).
     """
-    path = Path(path)
-    arr, is_index = _load_mask_array(path)
     fmt = opts.mask_format
     if fmt == "auto":
         fmt = "index" if is_index else "rgb"
     if fmt == "index":
         values = arr if arr.ndim == 2 else arr[..., 0]
         unmatched = int(np.count_nonzero(values >= opts.num_classes))
-        labels = np.where(values < opts.num_classes, values, 0).astype(np.uint8)
-    elif fmt == "gray" and opts.binarize:
-        gray = arr if arr.ndim == 2 else cv2.cvtColor(arr.astype(np.uint8), cv2.COLOR_RGB2GRAY)
-        if arr.dtype == np.uint16:
-            gray = (gray // 257).astype(np.uint8)
+        return np.where(values < opts.num_classes, values, 0).astype(np.uint8), unmatched
+    if arr.dtype == np.uint16:
+        arr = (arr // 257).astype(np.uint8)
+    if fmt == "gray" and opts.binarize:
+        gray = arr if arr.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(arr[..., :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
         if opts.blur > 0:
             k = opts.blur | 1  # odd kernel
             gray = cv2.GaussianBlur(gray, (k, k), 0)
-        labels, unmatched = (gray >= opts.threshold).astype(np.uint8), 0
-    else:  # rgb, or gray without binarize: nearest class colour
-        if arr.dtype == np.uint16:
-            arr = (arr // 257).astype(np.uint8)
-        labels, unmatched = match_colors(arr, opts.palette, opts.color_tolerance)
+        return (gray >= opts.threshold).astype(np.uint8), 0
+    return match_colors(arr, opts.palette, opts.color_tolerance)  # rgb, or gray without binarize
+
+
+def read_labels(path: Path | str, opts: MaskOptions, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
+    """Read a mask file as class indices, resized with nearest neighbour only.
+
+    Returns:
+        ((H, W) uint8 class indices, number of unmatched pixels; see `decode_mask_array`).
+    """
+    arr, is_index = _load_mask_array(Path(path))
+    labels, unmatched = decode_mask_array(arr, opts, is_index)
     if size is not None and labels.shape != tuple(size):
         labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     return labels, unmatched

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from flexseg import tracking, viz
 from flexseg.config import Config
-from flexseg.data.discovery import list_image_files
+from flexseg.data.discovery import build_split, list_image_files
 from flexseg.data.pipeline import build_image_dataset, labels_from_target
 from flexseg.modes import common
 from flexseg.modes.evaluate import load_for_config
@@ -37,11 +37,16 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
     common.prepare_dataset(cfg.dataset)
     model, _, run_id, exp_id = load_for_config(cfg)
     h, w, c = common.model_input_size(model)
-    images_dir = Path(cfg.infer.images_dir or Path(cfg.dataset.root) / "test" / "images")
-    files = list_image_files(images_dir, "infer.images_dir")
+    if cfg.infer.images_dir:
+        images_dir = Path(cfg.infer.images_dir)
+        files = list_image_files(images_dir, "infer.images_dir")
+    else:  # the test split's images, whatever its layout
+        files = [Path(p) for p in build_split(cfg.dataset, "test").images]
+        images_dir = Path(cfg.dataset.root) / "test"
     out_dir = Path(cfg.infer.output_dir) if cfg.infer.output_dir else ctx.run_dir / "infer"
-    pal = common.palette(cfg)
-    ds = build_image_dataset([str(f) for f in files], (h, w), c, cfg.infer.batch_size)
+    pal = common.display_palette(cfg)
+    ds = build_image_dataset([str(f) for f in files], (h, w), c, cfg.infer.batch_size,
+                             options=common.read_options(cfg).image)
     done = 0
     with tqdm(total=len(files), desc="infer", unit="img") as bar:
         for batch in ds:

@@ -1,0 +1,268 @@
+"""`flexseg-import-ini`: a reference `train_eval_infer.config` (INI) -> an experiment YAML for flexseg.
+
+Values are parsed with `ast.literal_eval` (numbers, strings, tuples, lists, dicts, booleans) —
+never evaluated as code. Keys with no flexseg equivalent are reported, split into those that need
+none (output folders, backups, ...) and those this converter does not know.
+
+    flexseg-import-ini path/to/train_eval_infer.config -o experiments/my_exp.yaml [--names bg,a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import configparser
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Reference keys with no flexseg equivalent needed: folders (Hydra's run dir holds the outputs),
+# backups, debug switches, dataset class names of the reference code.
+NOT_NEEDED = {
+    "model": {"show_summary", "generator", "optimizer_name"},
+    "dataset": {"class_name", "datasetclass", "resize_interpolation"},
+    "train": {"model_dir", "eval_dir", "epoch_change_infer_dir", "epoch_change_tiledinfer_dir", "create_backup",
+              "save_weights_only", "metrics", "valid_data_ratio", "seed"},
+    "infer": {"output_dir", "merged_dir", "sharpening"},
+    "tiledinfer": {"output_dir", "merged_dir", "bitwise_blending", "binarize", "sharpening", "split_size", "save_tiled_image"},
+    "generator": {"debug"},
+    "mask": {"mask_datatype", "mask_file_format", "rgb_map", "grayscaling", "num_classes"},
+}
+# The reference's typo'd keys it silently ignored: read them for what they meant.
+ALIASES = {"alpah": "alpha", "sigmoids": "sigma", "reduer_patience": "reducer_patience"}
+# Probability of each reference augmentor op as a random op (conf/augment/reference.yaml).
+AUG_P = {"hflip": 0.15, "vflip": 0.15, "rotation": 0.2, "shrink": 0.05, "shear": 0.2, "deformation": 0.05,
+         "distortion": 0.05, "barrdistortion": 0.25, "pincdistortion": 0.25, "sharpening": 0.1, "brightening": 0.1}
+# The reference filters 3-channel elastic noise in 3-D, which shrinks the field: alpha 1300 there
+# moves pixels as far as alpha 110 in our 2-D elastic op (see flexseg.config.ElasticConfig).
+ELASTIC_ALPHA_SCALE = 110.0 / 1300.0
+
+
+def parse_value(text: str) -> Any:
+    """An INI value as a Python literal (safe: `ast.literal_eval`), or the plain string."""
+    text = text.strip()
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text.strip("\"'")
+
+
+@dataclass
+class Conversion:
+    """The experiment built from an INI file, and what could not be carried over."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    defaults: list[dict[str, str]] = field(default_factory=list)
+    not_needed: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    def set(self, key: str, value: Any) -> None:
+        node = self.values
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _dataset_root(paths: dict[str, Any], base: Path) -> tuple[Path, bool] | None:
+    """(`<root>`, per-class layout?) when every split path is `<root>/<split>/[*/]images`."""
+    roots, per_class = set(), set()
+    for split, p in paths.items():
+        parts = Path(str(p)).parts
+        if split not in parts:
+            return None
+        i = len(parts) - 1 - parts[::-1].index(split)
+        roots.add((base / Path(*parts[:i])).resolve() if i else base.resolve())
+        per_class.add("*" in parts[i + 1 :])
+    return (roots.pop(), per_class.pop()) if len(roots) == 1 and len(per_class) == 1 else None
+
+
+SIMPLE = {  # (section, key) -> flexseg key
+    ("model", "image_width"): "model.image_width", ("model", "image_height"): "model.image_height",
+    ("model", "image_channels"): "model.image_channels", ("model", "base_filters"): "model.base_filters",
+    ("model", "num_layers"): "model.num_layers", ("model", "dropout_rate"): "model.dropout_rate",
+    ("model", "input_normalize"): "model.input_normalize", ("model", "learning_rate"): "train.learning_rate",
+    ("model", "clipvalue"): "train.clipvalue", ("model", "loss"): "train.loss",
+    ("train", "epochs"): "train.epochs", ("train", "batch_size"): "train.batch_size",
+    ("train", "steps_per_epoch"): "train.steps_per_epoch", ("train", "validation_steps"): "train.validation_steps",
+    ("train", "patience"): "callbacks.patience", ("train", "learning_rate_reducer"): "callbacks.reduce_lr",
+    ("train", "reducer_factor"): "callbacks.reducer_factor", ("train", "reducer_patience"): "callbacks.reducer_patience",
+    ("train", "epoch_change_infer"): "callbacks.epoch_change_infer",
+    ("train", "num_infer_images"): "callbacks.num_infer_images",
+    ("train", "epoch_change_tiledinfer"): "callbacks.epoch_change_tiled",
+    ("tiledinfer", "overlapping"): "tiling.overlap", ("image", "color_order"): "dataset.color_order",
+    ("image", "gamma"): "dataset.gamma", ("mask", "threshold"): "dataset.threshold",
+    ("mask", "binarize"): "dataset.binarize",
+    ("sharpening", "k"): "augment.sharpening.k", ("brightening", "alpha"): "augment.brightening.alpha",
+    ("brightening", "beta"): "augment.brightening.beta",
+    ("distortion", "gaussian_filter_rsigma"): "augment.distortion.gaussian_filter_rsigma",
+    ("distortion", "gaussian_filter_sigma"): "augment.distortion.gaussian_filter_sigma",
+    ("distortion", "distortions"): "augment.distortion.distortions",
+}
+
+
+def _convert_model(ini: dict[str, dict[str, Any]], out: Conversion) -> None:
+    m = ini.get("model", {})
+    out.set("model.name", "flexunet")
+    if "base_kernels" in m:
+        out.set("model.base_kernels", int(_first(m["base_kernels"])))
+    if "dilation" in m:
+        out.set("model.dilation", int(_first(m["dilation"])))
+    if "normalization" in m:
+        out.set("model.normalization", "batch" if m["normalization"] in (True, "batch") else "none")
+    if m.get("num_classes") == 1:
+        out.set("model.num_classes", 1)
+    if "metrics" in m:
+        out.set("train.metrics", [*[x for x in m["metrics"] if not x.startswith("val_")], "dice", "iou"])
+
+
+def _convert_data(ini: dict[str, dict[str, Any]], out: Conversion, base: Path, names: list[str] | None) -> None:
+    mask = ini.get("mask", {})
+    rgb_map = mask.get("rgb_map")
+    binary = ini.get("model", {}).get("num_classes") == 1
+    if isinstance(rgb_map, dict):
+        colors = [list(c) for c, _ in sorted(rgb_map.items(), key=lambda kv: kv[1])]
+    else:  # binary / gray masks: black background, white foreground
+        colors = [[0, 0, 0], [255, 255, 255]]
+        out.set("dataset.mask_format", "gray" if binary or "threshold" in mask else "rgb")
+    names = names or ["background", *[f"class_{i}" for i in range(1, len(colors))]]
+    if len(names) != len(colors):
+        raise SystemExit(f"--names lists {len(names)} names but the INI defines {len(colors)} classes.")
+    out.set("dataset.classes", [{"name": n, "color": c} for n, c in zip(names, colors)])
+    if "blur" in mask:
+        out.set("dataset.blur", 3 if mask["blur"] is True else int(mask["blur"] or 0))
+    for section, key in (("infer", "infer.images_dir"), ("tiledinfer", "tiling.images_dir")):
+        if "images_dir" in ini.get(section, {}):  # relative to the experiment folder in the reference
+            out.set(key, str((base / str(ini[section]["images_dir"])).resolve()))
+    conv = ini.get("image", {}).get("color_converter")
+    if conv:
+        out.set("dataset.color_converter", str(conv).removeprefix("cv2."))
+    splits = {s: ini[s]["image_datapath"] for s in ("train", "valid", "test") if "image_datapath" in ini.get(s, {})}
+    found = _dataset_root(splits, base) if splits else None
+    if found is not None:
+        out.set("dataset.root", str(found[0]))
+        if found[1]:
+            for s in splits:
+                out.set(f"dataset.{s}_images", f"{s}/*/images")
+                out.set(f"dataset.{s}_masks", f"{s}/*/masks")
+    else:
+        for s in splits:
+            out.set(f"dataset.{s}_images", str((base / str(ini[s]["image_datapath"])).resolve()))
+            out.set(f"dataset.{s}_masks", str((base / str(ini[s]["mask_datapath"])).resolve()))
+
+
+def _convert_augment(ini: dict[str, dict[str, Any]], out: Conversion) -> None:
+    if not ini.get("generator", {}).get("augmentation"):
+        return
+    out.defaults.append({"override /augment": "reference"})
+    aug = ini.get("augmentor", {})
+    for op in ("hflip", "vflip", "rotation", "deformation", "distortion", "barrdistortion", "pincdistortion",
+               "sharpening", "brightening"):
+        if op in aug:
+            out.set(f"augment.{op}.p", AUG_P[op] if aug[op] else 0.0)
+    for key, op in (("angles", "rotation"), ("shrinks", "shrink"), ("shears", "shear")):
+        if key in aug:
+            out.set(f"augment.{op}.{'angles' if key == 'angles' else 'factors'}", [float(v) for v in aug[key]])
+            out.set(f"augment.{op}.p", AUG_P[op] if aug[key] else 0.0)
+    deform = ini.get("deformation", {})
+    if "alpha" in deform:
+        out.set("augment.deformation.alpha", round(float(deform["alpha"]) * ELASTIC_ALPHA_SCALE, 1))
+    if "sigma" in deform:
+        out.set("augment.deformation.sigma", float(_first(deform["sigma"])))
+    for op in ("barrdistortion", "pincdistortion"):
+        for key in ("radius", "amount"):
+            if key in ini.get(op, {}):
+                value = float(ini[op][key])
+                out.set(f"augment.{op}.{key}", -abs(value) if op == "pincdistortion" and key == "amount" else value)
+        if "centers" in ini.get(op, {}):
+            out.set(f"augment.{op}.centers", [list(map(float, c)) for c in ini[op]["centers"]])
+
+
+HANDLED = {("model", k) for k in ("model", "base_kernels", "dilation", "normalization", "num_classes", "metrics")}
+HANDLED |= {("mask", "blur"), ("image", "color_converter")} | {("augmentor", k) for k in AUG_P}
+HANDLED |= {("augmentor", k) for k in ("angles", "shrinks", "shears", "rotation")}
+HANDLED |= {("deformation", "alpha"), ("deformation", "sigma")}
+HANDLED |= {(s, k) for s in ("train", "valid", "test", "eval") for k in ("image_datapath", "mask_datapath")}
+HANDLED |= {("generator", "augmentation"), ("infer", "images_dir"), ("tiledinfer", "images_dir")}
+HANDLED |= {(op, k) for op in ("barrdistortion", "pincdistortion") for k in ("radius", "amount", "centers")}
+
+
+def convert_ini(text: str, base: Path = Path("."), names: list[str] | None = None, name: str = "imported") -> Conversion:
+    """Convert the text of a reference INI file; `base` resolves its relative dataset paths."""
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    parser.optionxform = str
+    parser.read_string(text)
+    ini = {s: {ALIASES.get(k, k): parse_value(v) for k, v in parser[s].items()} for s in parser.sections()}
+    out = Conversion(defaults=[])
+    _convert_model(ini, out)
+    _convert_data(ini, out, base, names)
+    _convert_augment(ini, out)
+    for (section, key), target in SIMPLE.items():
+        if key in ini.get(section, {}):
+            out.set(target, ini[section][key])
+    out.set("tracking.experiment", name)
+    out.set("dataset.name", name)
+    for section, values in ini.items():
+        for key in values:
+            if (section, key) in SIMPLE or (section, key) in HANDLED:
+                continue
+            bucket = out.not_needed if key in NOT_NEEDED.get(section, set()) else out.unknown
+            bucket.append(f"[{section}] {key}")
+    return out
+
+
+def to_yaml(conv: Conversion, source: str) -> str:
+    body = dict(conv.values)
+    if conv.defaults:
+        body = {"defaults": conv.defaults, **body}
+    lines = ["# @package _global_", f"# Imported from {source} by flexseg-import-ini."]
+    if conv.unknown:
+        lines.append("# Keys not carried over (unknown to the converter): " + ", ".join(conv.unknown))
+    return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of `flexseg-import-ini`."""
+    parser = argparse.ArgumentParser(prog="flexseg-import-ini", description=__doc__.split("\n\n")[0])
+    parser.add_argument("ini", type=Path, help="a reference train_eval_infer.config")
+    parser.add_argument("-o", "--output", type=Path, help="experiment YAML to write (default: print it)")
+    parser.add_argument("--names", help="class names in index order, comma-separated (default: background, class_1, ...)")
+    parser.add_argument("--name", help="experiment name (default: the output file's stem, else the INI folder's name)")
+    args = parser.parse_args(argv)
+    if not args.ini.is_file():
+        print(f"flexseg-import-ini: error: '{args.ini}' does not exist.", file=sys.stderr)
+        return 2
+    name = args.name or (args.output.stem if args.output else args.ini.resolve().parent.name)
+    try:
+        conv = convert_ini(args.ini.read_text(), args.ini.resolve().parent,
+                           args.names.split(",") if args.names else None, name)
+    except configparser.Error as err:
+        print(f"flexseg-import-ini: error: '{args.ini}' is not a valid INI file: {err}", file=sys.stderr)
+        return 2
+    text = to_yaml(conv, str(args.ini))
+    if args.output:
+        tmp = args.output.with_name(f".{args.output.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, args.output)
+        print(f"wrote {args.output}; use it with: flexseg experiment={args.output.stem}"
+              + ("" if args.output.parent.resolve().name in ("experiments", "experiment") else
+                 " (put it in experiments/, or in DIR/experiment/ and add --config-dir DIR)"))
+    else:
+        print(text, end="")
+    if conv.not_needed:
+        print("not needed in flexseg (outputs live in the run dir): " + ", ".join(conv.not_needed), file=sys.stderr)
+    if conv.unknown:
+        print("unknown keys, not carried over: " + ", ".join(conv.unknown), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
