@@ -28,6 +28,8 @@ demo: install  ## synthetic data -> train -> eval -> infer -> tiled, then where 
 	@echo
 	@echo "Demo done. Outputs (config, checkpoints, epoch images, CSVs, masks, overlays): outputs/demo/<date>_<time>/"
 	@ls -d outputs/demo/*/ | tail -n 4 | sed 's/^/  /'
+	@echo "Evaluation report:"
+	@ls -d $$(ls -d outputs/demo/*/ | tail -n 3 | head -n 1)evaluation.csv $$(ls -d outputs/demo/*/ | tail -n 3 | head -n 1)eval/* | sed 's/^/  /'
 	@echo "Runs, per-epoch metrics and images: make ui, then open http://$(HOST):$(PORT)"
 
 test: install  ## the test suite (what CI runs)

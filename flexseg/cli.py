@@ -17,7 +17,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from flexseg.config import REPO_ROOT, Config, check_override_key, register_configs, validate_config
+from flexseg.config import REPO_ROOT, Config, register_configs
+from flexseg.validation import check_override_key, validate_config
 from flexseg.errors import FlexsegError
 
 ERROR_MARKER = "[flexseg] "  # == flexseg.data.pipeline.ERROR_MARKER (not imported: it pulls in TensorFlow)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import compose, run_cli
 
-from flexseg.config import check_override_key
+from flexseg.validation import check_override_key
 from flexseg.errors import FlexsegError
 
 
@@ -103,6 +103,6 @@ def test_user_dataset_file_is_validated_like_builtin(tmp_path: Path) -> None:
 
 def test_help_lists_modes_and_groups(tmp_path: Path) -> None:
     proc = run_cli(["--help"], cwd=tmp_path)
-    assert "mode=train|eval|infer|tiled" in proc.stdout
+    assert "mode=train|eval|infer|tiled|stats|preview" in proc.stdout
     for group in ("model", "dataset", "augment", "callbacks", "tiling", "experiment"):
         assert f"{group}:" in proc.stdout

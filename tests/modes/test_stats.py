@@ -48,7 +48,10 @@ def test_stats_on_real_lizard_and_lung_tumor(tmp_path: Path, shared_data: Path) 
         train = [r for r in csv.DictReader(fh) if r["split"] == "train"]
     assert [r["class"] for r in train] == ["background", "consep", "crag", "dpath", "glas", "pannuke"]
     assert all(float(r["pixel_fraction"]) > 0 for r in train)  # all five foreground classes present in train
-    assert "problems=0.0000" in proc_text(tmp_path / "lizard")
+    log = proc_text(tmp_path / "lizard")
+    assert "problems=0.0000" in log
+    for split in ("train", "valid", "test"):
+        assert "unmatched mask pixels 0" in log.split(f"- {split}: ")[1].split("\n")[0]
     run_cli(["dataset=lung_tumor", f"dataset.root={shared_data / 'lung_tumor_mini'}", "mode=stats",
              f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/lung"], cwd=tmp_path)
     with (tmp_path / "lung" / "stats" / "stats.csv").open() as fh:

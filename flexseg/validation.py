@@ -1,0 +1,152 @@
+"""Checks of a composed config: unknown override keys (with the closest valid key) and cross-field rules.
+
+Imports neither TensorFlow nor MLflow, like `flexseg.config`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import fields, is_dataclass
+from typing import Any, get_args, get_origin, get_type_hints
+
+from flexseg.config import GROUPS, NORMALIZATIONS, Config
+from flexseg.errors import FlexsegError
+
+
+# --------------------------------------------------------------------------- key checks
+
+
+def _schema_of(tp: Any) -> Any:
+    """Unwrap Optional[...] to the dataclass inside, if any."""
+    if get_origin(tp) is not None and type(None) in get_args(tp):
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return inner[0] if len(inner) == 1 else tp
+    return tp
+
+
+def schema_keys(schema: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Flatten a dataclass schema into {dotted key: type}, descending into nested dataclasses."""
+    out: dict[str, Any] = {}
+    hints = get_type_hints(schema)
+    for f in fields(schema):
+        key = f"{prefix}{f.name}"
+        tp = _schema_of(hints[f.name])
+        out[key] = tp
+        if is_dataclass(tp):
+            out.update(schema_keys(tp, key + "."))
+    return out
+
+
+def check_override_key(key: str) -> None:
+    """Raise FlexsegError naming `key` and the closest valid key when the schema lacks it.
+
+    Group selections (`dataset=lizard`), list items (`dataset.classes.0.name`) and Hydra's own
+    keys are accepted; anything else must be a field of the schema.
+    """
+    if key.startswith("hydra") or key in GROUPS:
+        return
+    known = schema_keys()
+    parts = key.split(".")
+    for i in range(1, len(parts) + 1):
+        head = ".".join(parts[:i])
+        if head not in known:
+            break
+        if not is_dataclass(known[head]):
+            return  # a leaf, or a list/dict whose items Hydra checks itself
+    else:
+        return
+    parent = ".".join(parts[: i - 1])
+    siblings = [k for k in known if k.rsplit(".", 1)[0] == parent and "." in k] if parent else [
+        k for k in known if "." not in k
+    ]
+    candidates = difflib.get_close_matches(head, siblings, n=1, cutoff=0.6)
+    if not candidates:  # a leaf put at the wrong level, e.g. `epochs=3` for `train.epochs=3`
+        leaf = parts[-1]
+        candidates = [k for k in known if k.rsplit(".", 1)[-1] == leaf][:1]
+    hint = f" Did you mean '{candidates[0]}'?" if candidates else ""
+    valid = ", ".join(s.rsplit(".", 1)[-1] for s in siblings)
+    where = f"'{parent}'" if parent else "the top level"
+    raise FlexsegError(
+        f"Unknown config key '{key}': '{parts[i - 1]}' is not a key of {where}.{hint} "
+        f"Valid keys there: {valid}."
+    )
+
+
+# --------------------------------------------------------------------------- cross-field checks
+
+
+def validate_config(cfg: Config) -> Config:
+    """Check values that span groups; resolve `model.num_classes` and `model.normalization`.
+
+    Raises:
+        FlexsegError: naming the key at fault and what to do.
+    """
+    classes = cfg.dataset.classes
+    n = len(classes)
+    if n < 2:
+        raise FlexsegError(
+            f"dataset.classes lists {n} class(es); list the background first and at least one "
+            "foreground class, e.g. [{name: background, color: [0,0,0]}, {name: cell, color: [255,255,255]}]."
+        )
+    for i, c in enumerate(classes):
+        for key, rgb in (("color", c.color), ("display_color", c.display_color or [0, 0, 0])):
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise FlexsegError(
+                    f"dataset.classes[{i}] ('{c.name}') has {key} {list(rgb)}; give [R, G, B] with values 0..255."
+                )
+    names = [c.name for c in classes]
+    colors = [tuple(c.color) for c in classes]
+    for label, items in (("name", names), ("color", colors)):
+        dups = sorted({str(x) for x in items if items.count(x) > 1})
+        if dups:
+            raise FlexsegError(f"dataset.classes has duplicate {label}(s) {', '.join(dups)}; each class needs its own.")
+    m = cfg.model
+    if m.num_classes is None:
+        m.num_classes = n
+    elif m.num_classes == 1 and n != 2:
+        raise FlexsegError(
+            f"model.num_classes=1 (binary, sigmoid) needs exactly 2 entries in dataset.classes, got {n}."
+        )
+    elif m.num_classes not in (1, n):
+        raise FlexsegError(
+            f"model.num_classes={m.num_classes} does not match the {n} entries of dataset.classes "
+            f"({', '.join(names)}); set model.num_classes={n} (or 1 for a binary model), or leave it unset."
+        )
+    norm = str(m.normalization).lower()
+    norm = {"true": "batch", "false": "none"}.get(norm, norm)
+    if norm not in NORMALIZATIONS:
+        raise FlexsegError(f"model.normalization='{m.normalization}' is unknown; use one of {', '.join(NORMALIZATIONS)}.")
+    m.normalization = norm
+    if m.num_layers < 2:
+        raise FlexsegError(f"model.num_layers={m.num_layers}; a UNet needs at least 2 levels.")
+    step = 2 ** (m.num_layers - 1)
+    for key, size in (("image_height", m.image_height), ("image_width", m.image_width)):
+        if size <= 0 or size % step:
+            raise FlexsegError(
+                f"model.{key}={size} is not divisible by 2**(num_layers-1)={step} (num_layers={m.num_layers}); "
+                f"use a multiple of {step}, e.g. {max(step, round(size / step) * step)}, or fewer layers."
+            )
+    t = cfg.tiling
+    if t.tile_size <= 0 or t.tile_size % step:
+        raise FlexsegError(
+            f"tiling.tile_size={t.tile_size} is not divisible by 2**(num_layers-1)={step}; use a positive multiple "
+            f"of {step} (it may differ from the training size)."
+        )
+    if not (0 <= t.overlap < t.tile_size and (t.overlap < 1 or t.overlap == int(t.overlap))):
+        raise FlexsegError(
+            f"tiling.overlap={t.overlap:g} must be >= 0 and smaller than tiling.tile_size={t.tile_size}: whole "
+            "pixels, or a fraction of the tile below 1 (0.25 = a quarter of the tile)."
+        )
+    for key, value, valid in (("blend", t.blend, ("gaussian", "constant")),
+                              ("output_format", t.output_format, ("auto", "png", "tiff"))):
+        if value not in valid:
+            raise FlexsegError(f"tiling.{key}='{value}' is unknown; use one of {', '.join(valid)}.")
+    for key, value in (
+        ("train.batch_size", cfg.train.batch_size),
+        ("infer.batch_size", cfg.infer.batch_size),
+        ("tiling.batch_size", t.batch_size),
+        ("train.epochs", cfg.train.epochs),
+    ):
+        if value < 1:
+            raise FlexsegError(f"{key}={value}; it must be at least 1.")
+    return cfg
