@@ -24,13 +24,14 @@ def _fmt(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def write_table(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
-    """A CSV with a header row; floats with 6 significant digits, NaN as `nan`."""
+def write_table(path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> Path:
+    """A CSV (header row unless None) via temp file + rename; floats with 6 significant digits, NaN as `nan`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(header)
+        if header is not None:
+            writer.writerow(header)
         writer.writerows([_fmt(v) for v in row] for row in rows)
     os.replace(tmp, path)
     return path
@@ -93,8 +94,9 @@ class WorstImages:
         for neg, _, name, image, truth, pred in sorted(self._heap, key=lambda it: (-it[0], it[1])):
             captioned = fit_for_display(image).copy()
             truth, pred = fit_for_display(truth, nearest=True), fit_for_display(pred, nearest=True)
-            text = f"{name}  fg dice {-neg:.3f}"
-            cv2.putText(captioned, text, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(captioned, text, (3, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+            for line, text in enumerate((name, f"fg dice {-neg:.3f}")):  # two lines: fits a 160 px panel
+                y = 14 + 15 * line
+                cv2.putText(captioned, text, (3, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
+                cv2.putText(captioned, text, (3, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
             rows.append([captioned, truth, pred])
         return viz.build_grid(rows, ["image", "truth", "prediction"])

@@ -6,8 +6,6 @@ hold each epoch exactly once, and MLflow gets each epoch's metrics once (at step
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -15,6 +13,7 @@ import keras
 
 from flexseg import plots
 from flexseg.callbacks.state import EpochRecorder
+from flexseg.report import write_table
 
 
 def _is_loss(key: str) -> bool:
@@ -23,15 +22,7 @@ def _is_loss(key: str) -> bool:
 
 def write_history_csv(path: Path, history: Sequence[dict[str, float]], keys: Sequence[str]) -> Path:
     """`epoch,<keys...>` rows (values with 6 significant digits) via temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["epoch", *keys])
-        for row in history:
-            writer.writerow([int(row["epoch"]), *(f"{row[k]:.6g}" if k in row else "" for k in keys)])
-    os.replace(tmp, path)
-    return path
+    return write_table(path, ["epoch", *keys], [[int(r["epoch"]), *(r.get(k, "") for k in keys)] for r in history])
 
 
 def history_keys(history: Sequence[dict[str, float]]) -> list[str]:

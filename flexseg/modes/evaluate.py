@@ -7,9 +7,7 @@ scores, the confusion matrix (CSV + heatmap) and a gallery of the worst images.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from pathlib import Path
 
 import keras
@@ -48,15 +46,6 @@ def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
     log.info("model: %s%s", path, f" (MLflow run {run_id})" if run_id else "")
     return model, path, run_id, exp_id
 
-
-def write_key_values(path: Path, rows: list[tuple[str, float]]) -> Path:
-    """Write `key,value` lines (the reference evaluation.csv format) via temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        csv.writer(fh).writerows((k, f"{v:.6g}") for k, v in rows)
-    os.replace(tmp, path)
-    return path
 
 
 def _reference_rows(reference: dict[str, float], metric_names: list[str]) -> list[tuple[str, float]]:
@@ -106,7 +95,7 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
              for metric in ("dice", "iou", "precision", "recall")]
     out = ctx.run_dir / "eval"
     files = [
-        write_key_values(ctx.run_dir / "evaluation.csv", rows),
+        write_table(ctx.run_dir / "evaluation.csv", None, rows),  # key,value lines, as the reference writes
         write_table(out / "evaluation_per_image.csv", ["image", *image_scores(confusion, names)], per_image),
         write_confusion_csv(out / "confusion_matrix.csv", confusion, names),
         plots.plot_confusion(confusion, names, out / "confusion_matrix.png"),

@@ -6,9 +6,7 @@ quick pre-training scan leaves out.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from pathlib import Path
 
 from tqdm import tqdm
@@ -20,18 +18,9 @@ from flexseg.data.readers import options_from_config
 from flexseg.data.stats import SplitStats, compute_split_stats, plot_class_stats, stats_rows
 from flexseg.errors import FlexsegError
 from flexseg.modes import common
+from flexseg.report import write_table
 
 log = logging.getLogger(__name__)
-
-
-def _write_csv(path: Path, rows: list[dict[str, object]], header: list[str]) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
 
 
 def _log_table(all_stats: list[SplitStats]) -> None:
@@ -59,10 +48,11 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
                      for scan in scans]
     _log_table(all_stats)
     rows = stats_rows(all_stats)
-    stats_csv = _write_csv(out / "stats.csv", rows, list(rows[0]))
+    stats_csv = write_table(out / "stats.csv", list(rows[0]), [list(r.values()) for r in rows])
     problems = [{"split": s.split, "path": p.path, "kind": p.kind, "message": p.message}
                 for s in all_stats for p in s.problems]
-    problems_csv = _write_csv(out / "problems.csv", problems, ["split", "path", "kind", "message"])
+    problems_csv = write_table(out / "problems.csv", ["split", "path", "kind", "message"],
+                               [list(p.values()) for p in problems])
     chart = plot_class_stats([s for s in all_stats if s.pairs], mask_opts.palette, out / "class_stats.png") \
         if any(s.pairs for s in all_stats) else None
     results: dict[str, float] = {"problems": float(len(problems))}

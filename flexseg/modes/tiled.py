@@ -7,9 +7,7 @@ dice/IoU go to ``tiled_metrics.csv``.
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from flexseg.metrics import compute_scores, nanmean_foreground
 from flexseg.modes import common
 from flexseg.modes.evaluate import load_for_config
 from flexseg.modes.infer import MAX_LOGGED
+from flexseg.report import write_table
 from flexseg.tiled_io import INPUT_SUFFIXES, list_inputs
 from flexseg.tiled_stream import TiledOptions, batch_predictor, segment_file
 from flexseg.tiling import resolve_overlap
@@ -52,18 +51,6 @@ def score_row(name: str, confusion: np.ndarray, names: list[str]) -> dict[str, f
     for metric in ("dice", "iou"):
         row.update({f"{metric}_{cls}": float(v) for cls, v in zip(names, scores[metric])})
     return row
-
-
-def write_table(path: Path, rows: list[dict[str, float | str]]) -> Path:
-    """Write dict rows as CSV (header from the first row) via temp file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    os.replace(tmp, path)
-    return path
 
 
 def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -104,7 +91,7 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
         total = score_row("all", confusion, names)
         results["mean_foreground_dice"] = float(total["mean_foreground_dice"])
         results["mean_foreground_iou"] = float(total["mean_foreground_iou"])
-        write_table(out_dir / "tiled_metrics.csv", [*rows, total])
+        write_table(out_dir / "tiled_metrics.csv", list(total), [list(r.values()) for r in [*rows, total]])
     tags = None if run_id else common.run_tags(cfg, "tiled", ctx.run_dir)
     with tracking.start_run(exp_id, run_id=run_id, tags=tags):
         if rows:
