@@ -183,7 +183,3 @@ def list_image_files(folder: Path, key: str) -> list[Path]:
         raise FlexsegError(f"{key}: folder '{folder}' holds no images ({', '.join(IMAGE_EXTS)}).")
     return files
 
-
-def list_images(dirs: list[Path]) -> dict[str, Path]:
-    """Image (and .npz mask) files of `dirs` by stem, for matching masks to inference inputs."""
-    return {p.stem: p for d in dirs for p in sorted(d.iterdir()) if p.is_file() and p.suffix.lower() in MASK_EXTS}

@@ -59,8 +59,3 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     """(..., 3) uint8 -> (...) int32 0xRRGGBB."""
     pix = rgb.astype(np.int32)
     return (pix[..., 0] << 16) | (pix[..., 1] << 8) | pix[..., 2]
-
-
-def compute_labels_np(mask_rgb: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """(H, W[, 3]) uint8 mask -> (H, W) uint8 nearest-colour class indices ."""
-    return match_colors(mask_rgb, palette)[0]
