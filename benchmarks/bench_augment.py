@@ -53,7 +53,7 @@ def reference_augment(all_on: bool):  # type: ignore[no-untyped-def]
     """The `augment=reference` preset as a typed config; with `all_on`, every reference op at p = 1."""
     from omegaconf import OmegaConf
 
-    from flexseg.config import AugmentConfig
+    from flexseg.config.schemas import AugmentConfig
 
     merged = OmegaConf.merge(OmegaConf.structured(AugmentConfig), OmegaConf.load(REPO / "conf/augment/reference.yaml"))
     cfg = OmegaConf.to_object(merged)
@@ -89,8 +89,8 @@ def train_rate(steps: int) -> float:
     import keras
     import numpy as np
 
-    from flexseg.config import ModelConfig
-    from flexseg.losses import get_loss
+    from flexseg.config.schemas import ModelConfig
+    from flexseg.training.losses import get_loss
     from flexseg.models.registry import build_model
 
     model = build_model(ModelConfig(image_height=SIZE, image_width=SIZE, image_channels=3, num_classes=1,

@@ -56,7 +56,7 @@ def iterate(root: Path, count: int, size: int, batch: int) -> tuple[float, int]:
     """Iterate one epoch over the first `count` pairs; returns (seconds, pairs seen)."""
     import numpy as np
 
-    from flexseg.config import ClassConfig
+    from flexseg.config.schemas import ClassConfig
     from flexseg.data.discovery import Split
     from flexseg.data.masks import build_palette
     from flexseg.data.pipeline import build_dataset

@@ -2,7 +2,7 @@
 
 For a generated SIZE x SIZE RGB TIFF and the `tiling` defaults (`TilingConfig`, the same values as
 conf/tiling/default.yaml), one fresh process measures, in wall and CPU (all threads) seconds:
-  * tiled:   `flexseg.tiled_stream.segment_file` end to end (lazy TIFF read, batched tiles,
+  * tiled:   `flexseg.inference.segment.segment_file` end to end (lazy TIFF read, batched tiles,
              Gaussian blending, colour mask + overlay written as tiled zlib TIFF), seconds and MP/s
              of image pixels;
   * forward: the model alone (`predict_on_batch`, same model, same batch size) on non-overlapping
@@ -39,9 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from flexseg.config import TilingConfig  # noqa: E402  (after the path setup)
-from flexseg.tiled_io import TiffSink  # noqa: E402
-from flexseg.tiling import count_tiles, resolve_overlap  # noqa: E402
+from flexseg.config.schemas import TilingConfig  # noqa: E402  (after the path setup)
+from flexseg.inference.image_io import TiffSink  # noqa: E402
+from flexseg.inference.sliding_window import count_tiles, resolve_overlap  # noqa: E402
 
 MODEL = {"base_filters": 16, "num_layers": 5, "base_kernels": 3, "num_classes": 3, "dropout_rate": 0.0}
 
@@ -70,10 +70,10 @@ def worker(args: argparse.Namespace) -> dict[str, float]:
     """Runs in a fresh process: build the model, time forward-only and tiled, report peak RSS."""
     import keras
 
-    from flexseg.config import ModelConfig
+    from flexseg.config.schemas import ModelConfig
     from flexseg.models.registry import build_model
     from flexseg.data.readers import ImageOptions
-    from flexseg.tiled_stream import TiledOptions, batch_predictor, segment_file
+    from flexseg.inference.segment import TiledOptions, batch_predictor, segment_file
 
     keras.utils.set_random_seed(0)
     t = TilingConfig()

@@ -10,15 +10,16 @@ import importlib
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from flexseg.config import REPO_ROOT, Config, register_configs
-from flexseg.validation import check_override_key, validate_config
+from flexseg.config.schemas import Config
+from flexseg.config.store import CONF_DIR, register_configs
+from flexseg.config.validation import check_override_key, validate_config
+from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
 
 ERROR_MARKER = "[flexseg] "  # == flexseg.data.pipeline.ERROR_MARKER (not imported: it pulls in TensorFlow)
@@ -29,14 +30,6 @@ MODE_MODULES = {
     "train": "train", "eval": "evaluate", "infer": "infer", "tiled": "tiled", "stats": "stats", "preview": "preview",
 }
 
-
-@dataclass
-class RunContext:
-    """What a mode runner needs from Hydra besides the config."""
-
-    run_dir: Path
-    overrides: list[str] = field(default_factory=list)
-    config_yaml: str = ""
 
 
 def _fail(message: str) -> None:
@@ -63,7 +56,7 @@ def _check_overrides(argv: list[str]) -> None:
             check_override_key(override.key_or_group)
 
 
-@hydra.main(config_path=str(REPO_ROOT / "conf"), config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(dcfg: DictConfig) -> float | None:
     try:
         cfg: Config = validate_config(OmegaConf.to_object(dcfg))

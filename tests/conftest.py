@@ -31,8 +31,8 @@ def compose(overrides: list[str]):  # type: ignore[no-untyped-def]
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from flexseg.config import register_configs
-    from flexseg.validation import validate_config
+    from flexseg.config.store import register_configs
+    from flexseg.config.validation import validate_config
 
     register_configs()
     GlobalHydra.instance().clear()

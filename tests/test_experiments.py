@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, compose
 
-from flexseg.ini_import import convert_ini, main, to_yaml
+from flexseg.tools.ini_import import convert_ini, main, to_yaml
 
 FIXTURES = REPO / "tests" / "fixtures" / "ini"
 # DESIGN §4: (classes, base_kernels, dropout, lr, clipvalue, loss, reference metric, reducer factor)

@@ -20,7 +20,7 @@ from typing import Callable, NoReturn
 import keras
 import tensorflow as tf
 
-from flexseg.config import AugmentConfig, BarrelConfig, FactorConfig, JitterConfig
+from flexseg.config.schemas import AugmentConfig, BarrelConfig, FactorConfig, JitterConfig
 from flexseg.data import distort
 from flexseg.data.pipeline import AugmentFn
 from flexseg.errors import FlexsegError

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flexseg.config import DatasetConfig
+from flexseg.config.schemas import DatasetConfig
 from flexseg.data.checks import Problem, inspect_file
 from flexseg.errors import FlexsegError
 

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from flexseg.config import ClassConfig
+from flexseg.config.schemas import ClassConfig
 
 
 def build_palette(classes: Sequence[ClassConfig]) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from flexseg.data.discovery import Split
-from flexseg.config import DatasetConfig
+from flexseg.config.schemas import DatasetConfig
 from flexseg.data.readers import ImageOptions, MaskOptions, options_from_config, read_image, read_labels
 from flexseg.errors import FlexsegError
 
@@ -170,9 +170,3 @@ def build_image_dataset(
     ds = tf.data.Dataset.from_tensor_slices(list(paths))
     return ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True).batch(batch_size).prefetch(AUTOTUNE)
 
-
-def labels_from_target(target: np.ndarray) -> np.ndarray:
-    """Model target or prediction (B, H, W, K|1) -> (B, H, W) class indices."""
-    if target.shape[-1] == 1:
-        return (target[..., 0] > 0.5).astype(np.int64)
-    return target.argmax(-1)

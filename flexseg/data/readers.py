@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flexseg.config import DatasetConfig
+from flexseg.config.schemas import DatasetConfig
 from flexseg.data.masks import build_palette, match_colors
 from flexseg.errors import FlexsegError
 

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from flexseg.config import DatasetConfig
+from flexseg.config.schemas import DatasetConfig
 from flexseg.data.checks import Problem
 from flexseg.data.discovery import SplitScan
 from flexseg.data.masks import pack_rgb

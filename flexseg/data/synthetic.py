@@ -19,7 +19,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from flexseg.config import SyntheticConfig
+from flexseg.config.schemas import SyntheticConfig
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from flexseg.config import ModelConfig
+from flexseg.config.schemas import ModelConfig
 
 # `glu` halves the channel count, so it cannot sit between two convs of a fixed width.
 _NOT_HIDDEN_ACTIVATIONS = frozenset({"get", "serialize", "deserialize", "glu"})

@@ -6,7 +6,7 @@ from typing import Callable
 
 import keras
 
-from flexseg.config import ModelConfig
+from flexseg.config.schemas import ModelConfig
 from flexseg.errors import FlexsegError
 from flexseg.models.flexunet import build_flexunet
 

@@ -11,17 +11,18 @@ import keras
 import numpy as np
 
 from flexseg import tracking
-from flexseg.config import Config, DatasetConfig
+from flexseg.config.schemas import Config, DatasetConfig
 from flexseg.data.masks import build_palette
 from flexseg.data.pipeline import ReadOptions
 from flexseg.data.pipeline import read_options as pipeline_read_options
 from flexseg.data.synthetic import build_synthetic_dataset
 from flexseg.errors import FlexsegError
-from flexseg.losses import get_loss
-from flexseg.metrics import build_metrics
-from flexseg.optimizers import build_optimizer, build_schedule
+from flexseg.training.losses import get_loss
+from flexseg.training.metrics import build_metrics
+from flexseg.training.optimizers import build_optimizer, build_schedule
 
 log = logging.getLogger(__name__)
+MAX_LOGGED = 16  # infer/tiled outputs copied into MLflow; the folder holds them all
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -190,3 +191,22 @@ def with_input_size(model: keras.Model, height: int, width: int) -> keras.Model:
     resized = model.__class__.from_config(config)
     resized.set_weights(model.get_weights())
     return resized
+
+
+def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
+    """Resolve `cfg.ckpt`, load the model and check it predicts the config's classes.
+
+    Returns:
+        (model, checkpoint path, training run id or None, experiment id)
+    """
+    exp_id = open_tracking(cfg)
+    path, run_id = resolve_checkpoint(cfg.ckpt, exp_id, cfg.tracking.experiment)
+    model = load_checkpoint(path)
+    outputs = int(model.output_shape[-1])
+    if outputs != cfg.model.num_classes:
+        raise FlexsegError(
+            f"The checkpoint '{path}' predicts {outputs} class channel(s), but the config expects "
+            f"{cfg.model.num_classes} (dataset '{cfg.dataset.name}'). Use the dataset/experiment it was trained with."
+        )
+    log.info("model: %s%s", path, f" (MLflow run {run_id})" if run_id else "")
+    return model, path, run_id, exp_id

@@ -13,14 +13,16 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from flexseg import plots, tracking, viz
-from flexseg.config import Config
+from flexseg.reporting import plots, viz
+from flexseg import tracking
+from flexseg.config.schemas import Config
 from flexseg.data.discovery import build_split
-from flexseg.data.pipeline import build_dataset, labels_from_target
+from flexseg.data.pipeline import build_dataset
+from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
-from flexseg.metrics import compute_confusion, compute_scores, nanmean_foreground
+from flexseg.scoring import compute_confusion, compute_scores, image_scores, labels_from_probs, nanmean_foreground
 from flexseg.modes import common
-from flexseg.report import WorstImages, image_scores, write_confusion_csv, write_table
+from flexseg.reporting.tables import WorstImages, write_confusion_csv, write_table
 
 log = logging.getLogger(__name__)
 WORST_K = 8  # images in the gallery of the worst predictions
@@ -28,23 +30,6 @@ WORST_K = 8  # images in the gallery of the worst predictions
 REFERENCE_METRICS = ("dice_coef_multiclass", "dice_coef", "iou_coef", "sensitivity", "specificity")
 
 
-def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
-    """Resolve `cfg.ckpt`, load the model and check it predicts the config's classes.
-
-    Returns:
-        (model, checkpoint path, training run id or None, experiment id)
-    """
-    exp_id = common.open_tracking(cfg)
-    path, run_id = common.resolve_checkpoint(cfg.ckpt, exp_id, cfg.tracking.experiment)
-    model = common.load_checkpoint(path)
-    outputs = int(model.output_shape[-1])
-    if outputs != cfg.model.num_classes:
-        raise FlexsegError(
-            f"The checkpoint '{path}' predicts {outputs} class channel(s), but the config expects "
-            f"{cfg.model.num_classes} (dataset '{cfg.dataset.name}'). Use the dataset/experiment it was trained with."
-        )
-    log.info("model: %s%s", path, f" (MLflow run {run_id})" if run_id else "")
-    return model, path, run_id, exp_id
 
 
 
@@ -54,11 +39,11 @@ def _reference_rows(reference: dict[str, float], metric_names: list[str]) -> lis
     return rows + [(k, float(reference[k])) for k in metric_names if k in REFERENCE_METRICS and k in reference]
 
 
-def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Evaluate a checkpoint on the test split: reference lines, per-class and per-image scores,
     confusion matrix and the worst images; everything logged into the training's MLflow run."""
     common.prepare_dataset(cfg.dataset)
-    model, _, run_id, exp_id = load_for_config(cfg)
+    model, _, run_id, exp_id = common.load_for_config(cfg)
     common.compile_model(model, cfg)
     h, w, c = common.model_input_size(model)
     split = build_split(cfg.dataset, "test")
@@ -73,8 +58,8 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
     worst = WorstImages(WORST_K)
     stems = [Path(p).stem for p in split.images]
     for x, y in ds:
-        truth = labels_from_target(y.numpy())
-        pred = labels_from_target(np.asarray(model.predict_on_batch(x)))
+        truth = labels_from_probs(y.numpy())
+        pred = labels_from_probs(np.asarray(model.predict_on_batch(x)))
         for image, t, p in zip(x.numpy(), truth, pred):
             conf = compute_confusion(t, p, len(names))
             confusion += conf

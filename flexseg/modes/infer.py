@@ -9,15 +9,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from flexseg import tracking, viz
-from flexseg.config import Config
+from flexseg import tracking
+from flexseg.reporting import viz
+from flexseg.config.schemas import Config
+from flexseg.context import RunContext
 from flexseg.data.discovery import build_split, list_image_files
-from flexseg.data.pipeline import build_image_dataset, labels_from_target
+from flexseg.data.pipeline import build_image_dataset
+from flexseg.scoring import labels_from_probs
 from flexseg.modes import common
-from flexseg.modes.evaluate import load_for_config
 
 log = logging.getLogger(__name__)
-MAX_LOGGED = 16  # outputs copied into MLflow; the folder holds them all
 
 
 def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -32,10 +33,10 @@ def write_outputs(out_dir: Path, name: str, image: np.ndarray, labels: np.ndarra
     viz.write_rgb(out_dir / "overlays" / f"{name}.png", viz.overlay(image, labels, palette))
 
 
-def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Predict every image of `infer.images_dir` in batches; write colour masks and overlays."""
     common.prepare_dataset(cfg.dataset)
-    model, _, run_id, exp_id = load_for_config(cfg)
+    model, _, run_id, exp_id = common.load_for_config(cfg)
     h, w, c = common.model_input_size(model)
     if cfg.infer.images_dir:
         images_dir = Path(cfg.infer.images_dir)
@@ -55,12 +56,12 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
                 path = files[done]
                 image = viz.read_rgb(path)
                 full = resize_probabilities(p, image.shape[0], image.shape[1])
-                write_outputs(out_dir, path.stem, image, labels_from_target(full[None])[0], pal)
+                write_outputs(out_dir, path.stem, image, labels_from_probs(full[None])[0], pal)
                 done += 1
             bar.update(len(probs))
     tags = None if run_id else common.run_tags(cfg, "infer", ctx.run_dir)
     with tracking.start_run(exp_id, run_id=run_id, tags=tags):
-        for path in files[:MAX_LOGGED]:
+        for path in files[:common.MAX_LOGGED]:
             tracking.log_artifact(out_dir / "overlays" / f"{path.stem}.png", "infer/overlays")
     log.info("inferred %d images from %s; masks and overlays in %s", done, images_dir, out_dir)
     return {"images": float(done)}

@@ -7,11 +7,14 @@ import logging
 import cv2
 import numpy as np
 
-from flexseg import tracking, viz
-from flexseg.config import Config
+from flexseg import tracking
+from flexseg.reporting import viz
+from flexseg.config.schemas import Config
 from flexseg.data.augment import build_augment
 from flexseg.data.discovery import SPLITS, build_split
-from flexseg.data.pipeline import build_dataset, labels_from_target
+from flexseg.data.pipeline import build_dataset
+from flexseg.scoring import labels_from_probs
+from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
 from flexseg.modes import common
 
@@ -46,7 +49,7 @@ def build_preview_grid(
     return viz.build_grid(rows, ["augmented", "+ mask"] * (per_row // 2))
 
 
-def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Write `preview.png` (`preview.count` augmented pairs of `preview.split`) and log it to MLflow."""
     p, m = cfg.preview, cfg.model
     if p.count < 1 or p.columns < 1 or p.panel_size < 16:
@@ -69,7 +72,7 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
                        shuffle=True, seed=cfg.seed, repeat=True, shuffle_buffer=cfg.train.shuffle_buffer,
                        augment=augment, options=common.read_options(cfg))
     images, targets = (t.numpy() for t in next(iter(ds)))
-    grid = build_preview_grid(images, labels_from_target(targets), common.display_palette(cfg), p.columns,
+    grid = build_preview_grid(images, labels_from_probs(targets), common.display_palette(cfg), p.columns,
                               p.panel_size)
     path = viz.write_rgb(ctx.run_dir / "preview.png", grid)
 

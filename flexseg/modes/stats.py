@@ -12,13 +12,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from flexseg import tracking
-from flexseg.config import Config
+from flexseg.config.schemas import Config
 from flexseg.data.discovery import SPLITS, scan_split
 from flexseg.data.readers import options_from_config
 from flexseg.data.stats import SplitStats, compute_split_stats, plot_class_stats, stats_rows
+from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
 from flexseg.modes import common
-from flexseg.report import write_table
+from flexseg.reporting.tables import write_table
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _log_table(all_stats: list[SplitStats]) -> None:
             log.info("  %-16s %12d %10.4f %8d", name, s.class_pixels[i], s.pixel_fraction[i], s.images_with_class[i])
 
 
-def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Check and describe the splits of `cfg.dataset`; raises FlexsegError when problems were found."""
     common.prepare_dataset(cfg.dataset)
     unknown = [s for s in cfg.stats.splits if s not in SPLITS]

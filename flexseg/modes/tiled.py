@@ -15,16 +15,15 @@ import numpy as np
 from tqdm import tqdm
 
 from flexseg import tracking
-from flexseg.config import Config
+from flexseg.config.schemas import Config
+from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
-from flexseg.metrics import compute_scores, nanmean_foreground
+from flexseg.scoring import image_scores
 from flexseg.modes import common
-from flexseg.modes.evaluate import load_for_config
-from flexseg.modes.infer import MAX_LOGGED
-from flexseg.report import write_table
-from flexseg.tiled_io import INPUT_SUFFIXES, list_inputs
-from flexseg.tiled_stream import TiledOptions, batch_predictor, segment_file
-from flexseg.tiling import resolve_overlap
+from flexseg.reporting.tables import write_table
+from flexseg.inference.image_io import INPUT_SUFFIXES, list_inputs
+from flexseg.inference.segment import TiledOptions, batch_predictor, segment_file
+from flexseg.inference.sliding_window import resolve_overlap
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +39,11 @@ def _default_dirs(cfg: Config) -> tuple[Path, Path | None]:
     return images, (sibling if cfg.tiling.images_dir is None and sibling.is_dir() else None)
 
 
-def score_row(name: str, confusion: np.ndarray, names: list[str]) -> dict[str, float | str]:
-    """One line of `tiled_metrics.csv`: mean foreground dice/IoU, then per class."""
-    scores = compute_scores(confusion)
-    row: dict[str, float | str] = {
-        "image": name,
-        "mean_foreground_dice": nanmean_foreground(scores["dice"]),
-        "mean_foreground_iou": nanmean_foreground(scores["iou"]),
-    }
-    for metric in ("dice", "iou"):
-        row.update({f"{metric}_{cls}": float(v) for cls, v in zip(names, scores[metric])})
-    return row
 
-
-def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Tile every image of `tiling.images_dir`; score against `tiling.masks_dir` when masks exist."""
     common.prepare_dataset(cfg.dataset)
-    model, _, run_id, exp_id = load_for_config(cfg)
+    model, _, run_id, exp_id = common.load_for_config(cfg)
     t = cfg.tiling
     model = common.with_input_size(model, t.tile_size, t.tile_size)
     images_dir, masks_dir = _default_dirs(cfg)
@@ -83,12 +70,12 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
                  " x4 flips" if t.tta else "", seconds, height * width / seconds / 1e6, result.outputs["masks"])
         if result.confusion is not None:
             confusion += result.confusion
-            rows.append(score_row(path.stem, result.confusion, names))
-        if result.outputs["overlays"].suffix == ".png" and len(logged) < MAX_LOGGED:
+            rows.append({"image": path.stem, **image_scores(result.confusion, names)})
+        if result.outputs["overlays"].suffix == ".png" and len(logged) < common.MAX_LOGGED:
             logged.append(result.outputs["overlays"])
     results: dict[str, float] = {"images": float(len(files))}
     if rows:
-        total = score_row("all", confusion, names)
+        total = {"image": "all", **image_scores(confusion, names)}
         results["mean_foreground_dice"] = float(total["mean_foreground_dice"])
         results["mean_foreground_iou"] = float(total["mean_foreground_iou"])
         write_table(out_dir / "tiled_metrics.csv", list(total), [list(r.values()) for r in [*rows, total]])

@@ -1,7 +1,7 @@
 """`flexseg mode=train`: files -> tf.data -> FlexUNet -> fit with callbacks -> checkpoints + MLflow.
 
 `train.resume=true|auto` continues a killed run in its own run dir and MLflow run (see
-`flexseg.modes.resume`); this call's Hydra dir then only holds its log.
+`flexseg.training.resume`); this call's Hydra dir then only holds its log.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Optional
 import keras
 import numpy as np
 
-from flexseg import tracking, viz
-from flexseg.callbacks import (
+from flexseg import tracking
+from flexseg.reporting import viz
+from flexseg.training.callbacks import (
     BestCheckpoint,
     CsvLogger,
     CurvePlotter,
@@ -29,17 +30,18 @@ from flexseg.callbacks import (
     monitor_mode,
     save_model_atomic,
 )
-from flexseg.callbacks.state import best_value
-from flexseg.config import Config
+from flexseg.training.callbacks.state import best_value
+from flexseg.config.schemas import Config
 from flexseg.data.discovery import IMAGE_EXTS, build_split
 from flexseg.data.augment import build_augment
 from flexseg.data.pipeline import build_dataset
 from flexseg.data.readers import convert_image
+from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
-from flexseg.metrics import metric_log_names
+from flexseg.training.metrics import metric_log_names
 from flexseg.models.registry import build_model
 from flexseg.modes import common
-from flexseg.modes.resume import ResumePoint, check_compatible, find_resume_point, restore_model, training_lock
+from flexseg.training.resume import ResumePoint, check_compatible, find_resume_point, restore_model, training_lock
 
 log = logging.getLogger(__name__)
 ARTIFACTS = ("train_losses.csv", "train_metrics.csv", "train_losses.png", "train_metrics.png")
@@ -138,8 +140,8 @@ def _summary(cfg: Config, state: TrainingState, run_dir: Path) -> dict[str, floa
     return {f"best_{monitor}": best, "epochs": float(state.epoch), "objective": best}
 
 
-def _start_or_resume(  # type: ignore[no-untyped-def]
-    cfg: Config, ctx, exp_id: str
+def _start_or_resume(
+    cfg: Config, ctx: RunContext, exp_id: str
 ) -> tuple[Path, TrainingState, Optional[ResumePoint]]:
     """(run dir, state, resume point): this call's dir and a fresh state, or those of the run to continue."""
     point = find_resume_point(cfg.train.resume, cfg.train.resume_dir, exp_id, cfg.tracking.experiment)
@@ -151,7 +153,7 @@ def _start_or_resume(  # type: ignore[no-untyped-def]
     return point.run_dir, point.state, point
 
 
-def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Train one model (or continue one, `train.resume`); returns the best monitored value."""
     common.seed_everything(cfg.seed)
     common.prepare_dataset(cfg.dataset)
@@ -207,7 +209,7 @@ def run(cfg: Config, ctx) -> dict[str, float]:  # type: ignore[no-untyped-def]
     return _summary(cfg, state, run_dir)
 
 
-def _record_new_run(cfg: Config, ctx, run_dir: Path, model: keras.Model) -> None:  # type: ignore[no-untyped-def]
+def _record_new_run(cfg: Config, ctx: RunContext, run_dir: Path, model: keras.Model) -> None:
     """Config, params, overrides and model summary of a new run (into the active MLflow run)."""
     tmp = run_dir / ".config.yaml.tmp"
     tmp.write_text(ctx.config_yaml)
@@ -221,7 +223,7 @@ def _record_new_run(cfg: Config, ctx, run_dir: Path, model: keras.Model) -> None
     log.info("MLflow run %s (experiment '%s')", tracking.active_run_id(), cfg.tracking.experiment)
 
 
-def _record_resume(cfg: Config, ctx, state: TrainingState, commit: str) -> None:  # type: ignore[no-untyped-def]
+def _record_resume(cfg: Config, ctx: RunContext, state: TrainingState, commit: str) -> None:
     """Tag the resume (params stay those of the first start) and log committed epochs MLflow lacks."""
     run_id = tracking.active_run_id()
     n = sum(1 for k in tracking.get_tags(run_id) if k.startswith("resume_")) + 1

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from conftest import compose
 
-from flexseg.config import AugmentConfig, ClassConfig
+from flexseg.config.schemas import AugmentConfig, ClassConfig
 from flexseg.data.augment import DENSE, GEOMETRIC, OPS, Augmenter, build_augment
 from flexseg.data.discovery import Split
 from flexseg.data.masks import build_palette

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from bad_data import build_bad_dataset, good_pair, write_png
 
-from flexseg.config import ClassConfig, DatasetConfig
+from flexseg.config.schemas import ClassConfig, DatasetConfig
 from flexseg.data.discovery import DataProblemsError, build_split, list_image_files, scan_split
 from flexseg.errors import FlexsegError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flexseg.config import ClassConfig
+from flexseg.config.schemas import ClassConfig
 from flexseg.data.masks import build_palette, match_colors
 
 CLASSES = [ClassConfig("bg", [0, 0, 0]), ClassConfig("consep", [0, 255, 0]), ClassConfig("glas", [255, 0, 0]),

@@ -9,10 +9,11 @@ import cv2
 import pytest
 import numpy as np
 
-from flexseg.config import ClassConfig
+from flexseg.config.schemas import ClassConfig
 from flexseg.data.discovery import Split
 from flexseg.data.masks import build_palette
-from flexseg.data.pipeline import build_dataset, build_image_dataset, labels_from_target
+from flexseg.data.pipeline import build_dataset, build_image_dataset
+from flexseg.scoring import labels_from_probs
 
 CLASSES = [ClassConfig("bg", [0, 0, 0]), ClassConfig("a", [255, 0, 0]), ClassConfig("b", [0, 0, 255])]
 
@@ -39,7 +40,7 @@ def test_batches_have_model_shapes_and_one_hot_targets(tmp_path: Path) -> None:
     assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
     target = y.numpy()
     np.testing.assert_array_equal(target.sum(-1), 1.0)  # exactly one class per pixel after resizing
-    assert set(np.unique(labels_from_target(target))) == {0, 1, 2}
+    assert set(np.unique(labels_from_probs(target))) == {0, 1, 2}
     assert [b[0].shape[0] for b in batches] == [2, 1]
 
 

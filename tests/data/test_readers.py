@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flexseg.config import ClassConfig
+from flexseg.config.schemas import ClassConfig
 from flexseg.data.masks import build_palette
 from flexseg.data.readers import ImageOptions, MaskOptions, read_image, read_labels, resolve_color_converter
 from flexseg.errors import FlexsegError

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from flexseg.config import SyntheticConfig
+from flexseg.config.schemas import SyntheticConfig
 from flexseg.data.synthetic import MARKER, build_synthetic_dataset
 from flexseg.errors import FlexsegError
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from flexseg.config import ModelConfig
+from flexseg.config.schemas import ModelConfig
 from flexseg.errors import FlexsegError
 from flexseg.models.flexunet import ACTIVATIONS, build_flexunet
 from flexseg.models.registry import MODEL_BUILDERS, build_model

@@ -13,9 +13,10 @@ from conftest import TINY, compose
 from omegaconf import OmegaConf
 
 from flexseg.cli import RunContext
-from flexseg.metrics import compute_confusion
+from flexseg.scoring import compute_confusion
 from flexseg.modes import evaluate, train
-from flexseg.report import WorstImages, image_scores
+from flexseg.reporting.tables import WorstImages
+from flexseg.scoring import image_scores
 
 
 def test_image_scores_absent_class_is_nan_and_left_out_of_the_means() -> None:

@@ -15,10 +15,11 @@ import pytest
 from conftest import REPO, TINY, compose, run_cli
 from omegaconf import OmegaConf
 
-from flexseg.callbacks import MlflowLogger, read_state
+from flexseg.training.callbacks import MlflowLogger, read_state
 from flexseg.cli import RunContext
 from flexseg.errors import FlexsegError
-from flexseg.modes import resume, train
+from flexseg.modes import train
+from flexseg.training import resume
 
 
 def _store(tmp_path: Path) -> list[str]:
@@ -96,7 +97,7 @@ def test_a_run_dir_still_being_trained_is_not_resumed(tmp_path: Path) -> None:
     import json
     import socket
 
-    from flexseg.callbacks import TrainingState, write_state
+    from flexseg.training.callbacks import TrainingState, write_state
 
     write_state(tmp_path / "checkpoints" / "state.json", TrainingState(epoch=1))
     lock = tmp_path / "checkpoints" / resume.LOCK_FILE

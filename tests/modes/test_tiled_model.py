@@ -31,8 +31,8 @@ def smooth_image(height: int, width: int) -> np.ndarray:
 def test_tiled_equals_whole_image_prediction_within_blending_tolerance(tiny_model):
     """Acceptance: an image that fits in one pass; <= 0.5% of labels differ at overlap 64."""
     from flexseg.modes.common import with_input_size
-    from flexseg.tiled_stream import batch_predictor
-    from flexseg.tiling import predict_tiled
+    from flexseg.inference.segment import batch_predictor
+    from flexseg.inference.sliding_window import predict_tiled
 
     image = smooth_image(256, 320)
     whole = with_input_size(tiny_model, 256, 320).predict_on_batch(image[None])[0]

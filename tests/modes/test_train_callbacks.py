@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import compose
 
-from flexseg.callbacks import (
+from flexseg.training.callbacks import (
     BestCheckpoint,
     CsvLogger,
     EpochRecorder,
@@ -146,7 +146,7 @@ def test_epoch_recorder_commits_and_restores_counters(tmp_path: Path) -> None:
 
 
 def test_epoch_tiled_inference_every_n_epochs_and_after_the_last(tmp_path: Path) -> None:
-    from flexseg.callbacks import EpochTiledInference
+    from flexseg.training.callbacks import EpochTiledInference
     from flexseg.modes.common import with_input_size
 
     inputs = keras.Input((16, 16, 3))

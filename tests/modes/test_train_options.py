@@ -9,11 +9,11 @@ import pytest
 from conftest import TINY, compose
 from omegaconf import OmegaConf
 
-from flexseg.callbacks import read_state
+from flexseg.training.callbacks import read_state
 from flexseg.cli import RunContext
 from flexseg.errors import FlexsegError
 from flexseg.modes import common, train
-from flexseg.optimizers import build_optimizer, build_schedule
+from flexseg.training.optimizers import build_optimizer, build_schedule
 
 
 def test_optimizers_by_name_with_their_options() -> None:

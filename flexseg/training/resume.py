@@ -1,7 +1,7 @@
 """`train.resume`: find the training run to continue, check it fits this config, restore its model.
 
 A training run dir holds `checkpoints/last.keras` (model + optimizer state) and
-`checkpoints/state.json` (see `flexseg.callbacks.state`). `train.resume`:
+`checkpoints/state.json` (see `flexseg.training.callbacks.state`). `train.resume`:
 `false` starts a new run; `true` continues `train.resume_dir`, or else the newest training run of
 the MLflow experiment whose run dir has a `state.json`; `auto` does the same when that run did not
 finish, and starts a new run otherwise.
@@ -22,7 +22,7 @@ import keras
 from omegaconf import OmegaConf
 
 from flexseg import tracking
-from flexseg.callbacks.state import LAST_CHECKPOINT, STATE_FILE, TrainingState, read_state
+from flexseg.training.callbacks.state import LAST_CHECKPOINT, STATE_FILE, TrainingState, read_state
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)

@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 
 from flexseg.errors import FlexsegError
-from flexseg.losses import dice_coef, iou_coef
-from flexseg.metrics import (
+from flexseg.training.losses import dice_coef, iou_coef
+from flexseg.scoring import compute_confusion, compute_scores, nanmean_foreground
+from flexseg.training.metrics import (
     METRICS,
     ForegroundDice,
     ForegroundIoU,
     build_metrics,
-    compute_confusion,
-    compute_scores,
     dice_coef_multiclass,
     metric_log_names,
-    nanmean_foreground,
     sensitivity,
     specificity,
 )

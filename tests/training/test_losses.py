@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from flexseg.errors import FlexsegError
-from flexseg.losses import (
+from flexseg.training.losses import (
     LOSSES,
     DiceCELoss,
     FocalLoss,

@@ -1,6 +1,6 @@
 """Checks of a composed config: unknown override keys (with the closest valid key) and cross-field rules.
 
-Imports neither TensorFlow nor MLflow, like `flexseg.config`.
+Imports neither TensorFlow nor MLflow, like `flexseg.config.schemas`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import difflib
 from dataclasses import fields, is_dataclass
 from typing import Any, get_args, get_origin, get_type_hints
 
-from flexseg.config import GROUPS, NORMALIZATIONS, Config
+from flexseg.config.schemas import NORMALIZATIONS, Config
+from flexseg.config.store import GROUPS
 from flexseg.errors import FlexsegError
 
 

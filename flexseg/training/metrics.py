@@ -9,8 +9,7 @@ an all-background prediction of a 1%-foreground mask scores ~0.99.
 Honest metrics: ``ForegroundDice`` / ``ForegroundIoU`` (logged as ``dice``/``iou`` and
 ``dice_<class>``/``iou_<class>``) harden predictions, pool counts over the epoch, leave the
 background out of the mean, and report a class absent from truth and prediction as NaN, left out
-of the mean. ``compute_confusion`` / ``compute_scores`` / ``nanmean_foreground`` do the same in
-numpy on integer label maps for evaluation reports.
+of the mean. `flexseg.scoring` does the same in numpy on integer label maps for evaluation reports.
 """
 
 from __future__ import annotations
@@ -18,11 +17,10 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence
 
 import keras
-import numpy as np
 from keras import ops
 
 from flexseg.errors import FlexsegError
-from flexseg.losses import EPSILON, dice_coef, iou_coef
+from flexseg.training.losses import EPSILON, dice_coef, iou_coef
 
 
 @keras.saving.register_keras_serializable(package="flexseg")
@@ -249,67 +247,3 @@ def metric_log_names(names: Sequence[str], num_classes: int, class_names: Sequen
     """The keys Keras logs for ``train.metrics`` (without the ``val_`` twins), e.g. ``dice_tumor``."""
     return [m.name if isinstance(m, keras.metrics.Metric) else m.__name__
             for m in build_metrics(names, num_classes, class_names)]
-
-
-def compute_confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion counts of two integer label maps.
-
-    Args:
-        y_true: Truth class indices, any shape, values in [0, K).
-        y_pred: Predicted class indices, same shape.
-        num_classes: K (2 for a binary task).
-
-    Returns:
-        (K, K) int64 counts; rows are truth, columns prediction.
-
-    Raises:
-        ValueError: The shapes differ or a label lies outside [0, K).
-    """
-    if np.shape(y_true) != np.shape(y_pred):
-        raise ValueError(
-            f"y_true and y_pred shapes differ: {np.shape(y_true)} vs {np.shape(y_pred)}."
-        )
-    t = np.asarray(y_true, dtype=np.int64).ravel()
-    p = np.asarray(y_pred, dtype=np.int64).ravel()
-    for label, values in (("y_true", t), ("y_pred", p)):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(f"{label} values must lie in [0, {num_classes}), got "
-                             f"[{values.min()}, {values.max()}].")
-    counts = np.bincount(t * num_classes + p, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64)
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Elementwise numerator / denominator as float64, NaN where the denominator is 0."""
-    out = np.full(numerator.shape, np.nan)
-    np.divide(numerator, denominator, out=out, where=denominator > 0)
-    return out
-
-
-def compute_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-class dice, IoU, precision and recall from a confusion matrix.
-
-    Args:
-        confusion: (K, K) counts, rows truth, columns prediction.
-
-    Returns:
-        ``{"dice", "iou", "precision", "recall"}`` -> (K,) float64 arrays. dice/IoU are NaN for a
-        class absent from both truth and prediction; precision is NaN for a class never
-        predicted, recall for a class never in the truth.
-    """
-    confusion = np.asarray(confusion, dtype=np.float64)
-    tp = np.diag(confusion)
-    fp = confusion.sum(axis=0) - tp
-    fn = confusion.sum(axis=1) - tp
-    return {"dice": _ratio(2 * tp, 2 * tp + fp + fn), "iou": _ratio(tp, tp + fp + fn),
-            "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn)}
-
-
-def nanmean_foreground(values: np.ndarray) -> float:
-    """Mean of (K,) per-class ``values`` over classes 1.. (no background), ignoring NaN.
-
-    Returns NaN (without a warning) when no foreground value is left.
-    """
-    foreground = np.asarray(values, dtype=np.float64)[1:]
-    foreground = foreground[~np.isnan(foreground)]
-    return float(foreground.mean()) if foreground.size else float("nan")

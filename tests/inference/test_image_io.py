@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from flexseg import viz
+from flexseg.reporting import viz
 from flexseg.data.readers import ImageOptions
 from flexseg.errors import FlexsegError
-from flexseg.tiled_io import (
+from flexseg.inference.image_io import (
     ArrayReader,
     ModelInput,
     TiffReader,
@@ -22,7 +22,8 @@ from flexseg.tiled_io import (
     list_inputs,
     open_image,
 )
-from flexseg.tiled_stream import TiledOptions, batch_predictor, labels_from_probs, render_band, segment_file
+from flexseg.inference.segment import TiledOptions, batch_predictor, render_band, segment_file
+from flexseg.scoring import labels_from_probs
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
 
@@ -109,7 +110,7 @@ def test_tiff_sink_streams_bands_into_a_tiled_compressed_tiff(tmp_path, samples,
 
 
 def test_tiff_sink_switches_to_bigtiff_for_large_images(tmp_path, monkeypatch):
-    monkeypatch.setattr("flexseg.tiled_io.BIGTIFF_BYTES", 100 * 100 * 3 - 1)
+    monkeypatch.setattr("flexseg.inference.image_io.BIGTIFF_BYTES", 100 * 100 * 3 - 1)
     for name, height in (("big.tif", 100), ("small.tif", 99)):
         sink = TiffSink(tmp_path / name, height, 100, tile=64)
         sink.write_rows(np.zeros((height, 100, 3), np.uint8))

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Optional, Protocol
 import numpy as np
 import tifffile
 
-from flexseg import viz
+from flexseg.reporting import viz
 from flexseg.data.readers import ImageOptions, convert_image
 from flexseg.errors import FlexsegError
 

@@ -21,9 +21,9 @@ import numpy as np
 
 from flexseg.data.readers import ImageOptions, MaskOptions, decode_mask_array
 from flexseg.errors import FlexsegError
-from flexseg.metrics import compute_confusion
-from flexseg.tiled_io import ModelInput, PngSink, TiffSink, choose_format, open_image
-from flexseg.tiling import Predictor, count_tiles, iter_tiled_bands
+from flexseg.scoring import compute_confusion, labels_from_probs
+from flexseg.inference.image_io import ModelInput, PngSink, TiffSink, choose_format, open_image
+from flexseg.inference.sliding_window import Predictor, count_tiles, iter_tiled_bands
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,6 @@ class TiledResult:
     shape: tuple[int, int]
     tiles: int
     confusion: Optional[np.ndarray] = None  # (K, K) counts against the mask, rows truth
-
-
-def labels_from_probs(probs: np.ndarray) -> np.ndarray:
-    """(..., K) probabilities -> (...) uint8 class indices (K = 1: sigmoid, foreground above 0.5)."""
-    if probs.shape[-1] == 1:
-        return (probs[..., 0] > 0.5).astype(np.uint8)
-    return probs.argmax(-1).astype(np.uint8)
 
 
 def render_band(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 YAML files under ``conf/`` hold values; these dataclasses hold the shape. Because the root
 ``Config`` is typed, every group file (a built-in one or a user's ``dataset/NAME.yaml`` found
 through ``--config-dir``) is merged into a typed node: an unknown key or a wrong type stops
-composition; `flexseg.validation` adds the checks that span several groups. No TensorFlow or
+composition; `flexseg.config.validation` adds the checks that span several groups. No TensorFlow or
 MLflow import here: the CLI composes configs in about a second.
 """
 
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import List, Optional
 
 from omegaconf import MISSING
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 
 NORMALIZATIONS = ("none", "batch", "instance", "group")
 
@@ -383,18 +380,3 @@ class Config:
     infer: InferConfig = field(default_factory=InferConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-
-GROUPS = ("model", "dataset", "augment", "callbacks", "tiling", "experiment")
-
-
-def register_configs() -> None:
-    """Register the root schema and the experiment recipes in Hydra's ConfigStore."""
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
-    # `experiments/` is the `experiment` group (package _global_), without a second conf tree.
-    for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
-        cs.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")

@@ -11,9 +11,9 @@ from typing import Callable, Sequence
 
 import keras
 
-from flexseg import plots
-from flexseg.callbacks.state import EpochRecorder
-from flexseg.report import write_table
+from flexseg.reporting import plots
+from flexseg.training.callbacks.state import EpochRecorder
+from flexseg.reporting.tables import write_table
 
 
 def _is_loss(key: str) -> bool:

@@ -38,7 +38,7 @@ ALIASES = {"alpah": "alpha", "sigmoids": "sigma", "reduer_patience": "reducer_pa
 AUG_P = {"hflip": 0.15, "vflip": 0.15, "rotation": 0.2, "shrink": 0.05, "shear": 0.2, "deformation": 0.05,
          "distortion": 0.05, "barrdistortion": 0.25, "pincdistortion": 0.25, "sharpening": 0.1, "brightening": 0.1}
 # The reference filters 3-channel elastic noise in 3-D, which shrinks the field: alpha 1300 there
-# moves pixels as far as alpha 110 in our 2-D elastic op (see flexseg.config.ElasticConfig).
+# moves pixels as far as alpha 110 in our 2-D elastic op (see flexseg.config.schemas.ElasticConfig).
 ELASTIC_ALPHA_SCALE = 110.0 / 1300.0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import compose, run_cli
 
-from flexseg.validation import check_override_key
+from flexseg.config.validation import check_override_key
 from flexseg.errors import FlexsegError
 
 

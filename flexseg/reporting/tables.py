@@ -15,9 +15,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from flexseg import viz
-from flexseg.plots import fit_for_display
-from flexseg.metrics import compute_scores, nanmean_foreground
+from flexseg.reporting import viz
+from flexseg.reporting.plots import fit_for_display
 
 
 def _fmt(value: object) -> str:
@@ -42,20 +41,6 @@ def write_confusion_csv(path: Path, confusion: np.ndarray, class_names: Sequence
     rows = [[name, *(int(v) for v in confusion[i])] for i, name in enumerate(class_names)]
     return write_table(path, ["truth \\ prediction", *class_names], rows)
 
-
-def image_scores(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
-    """One image's row: foreground means, then dice and IoU per class (NaN: absent from both).
-
-    Args:
-        confusion: (K, K) counts of one image.
-        class_names: K names, background first.
-    """
-    scores = compute_scores(confusion)
-    row = {"mean_foreground_dice": nanmean_foreground(scores["dice"]),
-           "mean_foreground_iou": nanmean_foreground(scores["iou"])}
-    for metric in ("dice", "iou"):
-        row.update({f"{metric}_{n}": float(v) for n, v in zip(class_names, scores[metric])})
-    return row
 
 
 class WorstImages:

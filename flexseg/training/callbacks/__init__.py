@@ -1,10 +1,10 @@
 """Keras callbacks of a training run: checkpoints, the resumable epoch record, CSV/plots/MLflow,
 epoch-change inference (model-size images and one large tiled image)."""
 
-from flexseg.callbacks.checkpoint import BestCheckpoint, monitor_mode, save_model_atomic
-from flexseg.callbacks.inference import EpochInference, EpochTiledInference
-from flexseg.callbacks.publish import CsvLogger, CurvePlotter, MlflowLogger
-from flexseg.callbacks.state import (
+from flexseg.training.callbacks.checkpoint import BestCheckpoint, monitor_mode, save_model_atomic
+from flexseg.training.callbacks.inference import EpochInference, EpochTiledInference
+from flexseg.training.callbacks.publish import CsvLogger, CurvePlotter, MlflowLogger
+from flexseg.training.callbacks.state import (
     LAST_CHECKPOINT,
     STATE_FILE,
     EpochRecorder,

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from flexseg.callbacks.checkpoint import save_model_atomic
+from flexseg.training.callbacks.checkpoint import save_model_atomic
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Epoch-change inference: after every epoch, predict fixed images and save/log the pictures.
 
 `EpochInference` shows a few model-size images as image | truth | prediction rows;
-`EpochTiledInference` predicts one large image with the sliding window (`flexseg.tiling`) and
+`EpochTiledInference` predicts one large image with the sliding window (`flexseg.inference.sliding_window`) and
 shows overlay | colour mask. Both write `<out_dir>/epoch_NNN.png` and log the picture to MLflow by
 step (the MLflow UI shows a step slider).
 """
@@ -15,10 +15,10 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
-from flexseg import viz
-from flexseg.plots import fit_for_display
-from flexseg.data.pipeline import labels_from_target
-from flexseg.tiling import predict_tiled
+from flexseg.reporting import viz
+from flexseg.reporting.plots import fit_for_display
+from flexseg.scoring import labels_from_probs
+from flexseg.inference.sliding_window import predict_tiled
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,11 @@ class EpochInference(keras.callbacks.Callback):
                  log_image: Optional[ImageLogger] = None) -> None:
         super().__init__()
         self.images, self.palette, self.out_dir, self.log_image = images, palette, out_dir, log_image
-        self.truth_panels = [viz.colorize(t, palette) for t in labels_from_target(targets)]
+        self.truth_panels = [viz.colorize(t, palette) for t in labels_from_probs(targets)]
         self.image_panels = [viz.to_uint8_rgb(img) for img in images]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        pred = labels_from_target(self.model.predict(self.images, verbose=0))
+        pred = labels_from_probs(self.model.predict(self.images, verbose=0))
         rows = [
             [img, truth, viz.colorize(p, self.palette)]
             for img, truth, p in zip(self.image_panels, self.truth_panels, pred)
@@ -67,7 +67,7 @@ class EpochTiledInference(keras.callbacks.Callback):
         palette: (K, 3) uint8 class colours.
         out_dir: Folder for `epoch_NNN.png`.
         resize_model: Model -> the same model for (tile_size, tile_size) inputs.
-        tile_size, overlap, batch_size, blend: As `flexseg.tiling.predict_tiled`.
+        tile_size, overlap, batch_size, blend: As `flexseg.inference.sliding_window.predict_tiled`.
         log_image: Sends the picture to MLflow; None logs nothing.
         every: Predict after every `every`-th epoch (and after the last one).
         max_side: Longest side of each saved/logged panel (at least 256; full-size labels are not kept).
@@ -100,7 +100,7 @@ class EpochTiledInference(keras.callbacks.Callback):
             return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
 
         probs = predict_tiled(self.x, predictor, **self.tiling)
-        return labels_from_target(probs[None])[0]
+        return labels_from_probs(probs[None])[0]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._last_epoch = epoch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexseg.tiling import (
+from flexseg.inference.sliding_window import (
     BLEND_MODES,
     compute_blend_weights,
     compute_tile_starts,

@@ -1,0 +1,1 @@
+"""Typed configuration: schemas (dataclasses + Enums), cross-field validation, ConfigStore registration."""

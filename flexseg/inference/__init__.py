@@ -1,0 +1,1 @@
+"""Prediction: sliding-window maths, lazy image reading / streamed writing, the one predictor path."""

@@ -1,0 +1,1 @@
+"""Console tools besides `flexseg` (flexseg-import-ini)."""

@@ -1,0 +1,1 @@
+"""Training pieces: losses, Keras metrics, optimizers and schedules, callbacks, resume."""
