@@ -5,7 +5,7 @@ conf/tiling/default.yaml), one fresh process measures, in wall and CPU (all thre
   * tiled:   `flexseg.inference.segment.segment_file` end to end (lazy TIFF read, batched tiles,
              Gaussian blending, colour mask + overlay written as tiled zlib TIFF), seconds and MP/s
              of image pixels;
-  * forward: the model alone (`predict_on_batch`, same model, same batch size) on non-overlapping
+  * forward: the model alone (`Predictor`, same model, same batch size) on non-overlapping
              tiles covering the same number of pixels: the model's forward-only limit (best of a
              run before and after the tiled one);
   * ratios:  tiled / forward in image pixels (end to end, overlap recompute included), and in
@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from flexseg.config.schemas import TilingConfig  # noqa: E402  (after the path setup)
-from flexseg.inference.image_io import TiffSink  # noqa: E402
+from flexseg.inference.sinks import TiffSink  # noqa: E402
 from flexseg.inference.sliding_window import count_tiles, resolve_overlap  # noqa: E402
 
 MODEL = {"base_filters": 16, "num_layers": 5, "base_kernels": 3, "num_classes": 3, "dropout_rate": 0.0}
@@ -73,7 +73,8 @@ def worker(args: argparse.Namespace) -> dict[str, float]:
     from flexseg.config.schemas import ModelConfig
     from flexseg.models.registry import build_model
     from flexseg.data.readers import ImageOptions
-    from flexseg.inference.segment import TiledOptions, batch_predictor, segment_file
+    from flexseg.inference.predict import Predictor
+    from flexseg.inference.segment import TiledOptions, segment_file
 
     keras.utils.set_random_seed(0)
     t = TilingConfig()
@@ -81,7 +82,7 @@ def worker(args: argparse.Namespace) -> dict[str, float]:
     overlap = t.overlap if args.overlap is None else args.overlap
     batch = args.batch or t.batch_size
     model = build_model(ModelConfig(image_height=tile, image_width=tile, **MODEL))
-    predictor = batch_predictor(model.predict_on_batch, batch)
+    predictor = Predictor(model, batch)
     tiles = np.random.default_rng(1).random((batch, tile, tile, 3), dtype=np.float32)
     predictor(tiles)  # build + trace once
     out: dict[str, float] = {"baseline_rss_mib": peak_rss_mib()}

@@ -20,9 +20,7 @@ from flexseg.config.schemas import Config
 from flexseg.config.store import CONF_DIR, register_configs
 from flexseg.config.validation import check_override_key, validate_config
 from flexseg.context import RunContext
-from flexseg.errors import FlexsegError
-
-ERROR_MARKER = "[flexseg] "  # == flexseg.data.pipeline.ERROR_MARKER (not imported: it pulls in TensorFlow)
+from flexseg.errors import ERROR_MARKER, FlexsegError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, compose
 
+from flexseg.config.choices import ColorOrder, MaskFormat, OptimizerName
 from flexseg.tools.ini_import import convert_ini, main, to_yaml
 
 FIXTURES = REPO / "tests" / "fixtures" / "ini"
@@ -33,7 +35,8 @@ def test_experiment_sets_every_reference_value(name: str) -> None:
     assert (m.image_height, m.image_width, m.image_channels) == (512, 512, 3)
     assert (m.base_filters, m.base_kernels, m.num_layers, m.dropout_rate) == (16, kernels, 8, dropout)
     assert m.num_classes == classes
-    assert (t.optimizer, t.batch_size, t.epochs, t.learning_rate, t.clipvalue, t.loss) == ("adam", 2, 100, lr, clip, loss)
+    assert (t.optimizer, t.batch_size, t.epochs, t.learning_rate, t.clipvalue, t.loss) == (
+        OptimizerName.adam, 2, 100, lr, clip, loss)
     assert metric in t.metrics
     assert (c.monitor, c.patience, c.reduce_lr, c.reducer_factor) == ("val_loss", 10, True, factor)
     assert cfg.tracking.experiment == name and cfg.dataset.root == f"data/{name}"
@@ -46,14 +49,14 @@ def test_experiment_specifics() -> None:
         (0, 0, 0), (0, 255, 0), (255, 255, 0), (0, 255, 255), (255, 0, 0), (0, 0, 255)]
     assert lizard.callbacks.num_infer_images == 6
     leuk = compose(["experiment=leukocyte", "dataset.root=/x"])
-    assert leuk.model.input_normalize is False and leuk.dataset.color_order == "RGB"
+    assert leuk.model.input_normalize is False and leuk.dataset.color_order is ColorOrder.RGB
     assert leuk.dataset.train_images == "train/*/images"
     assert [tuple(x.color) for x in leuk.dataset.classes][1:] == [
         (0, 0, 255), (0, 255, 0), (255, 255, 0), (0, 255, 255), (255, 0, 0)]
     cell = compose(["experiment=tiled_cell"])
     assert (cell.train.steps_per_epoch, cell.train.validation_steps) == (240, 80)
     assert (cell.dataset.mask_format, cell.dataset.threshold, cell.dataset.color_converter) == (
-        "gray", 80, "COLOR_BGR2HSV_FULL")
+        MaskFormat.gray, 80, "COLOR_BGR2HSV_FULL")
     assert cell.tiling.overlap == 64 and cell.callbacks.epoch_change_tiled
     assert cell.augment.name == "reference" and cell.augment.rotation.angles == [90, 180, 210, 270]
     assert cell.augment.barrdistortion.centers[0] == [0.3, 0.3] and cell.augment.sharpening.p == 0
@@ -92,13 +95,24 @@ def test_ini_converter_round_trips_the_reference_config(name: str, tmp_path: Pat
     assert not conv.unknown or name == "tiled_cell"
 
 
-def test_converter_reports_unknown_keys_and_never_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_converter_reports_unknown_keys_and_never_evaluates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A code payload in `[image] gamma` (a key the converter carries over) is neither run nor carried."""
+    monkeypatch.chdir(tmp_path)
+    reference = (FIXTURES / "tiled_cell.config").read_text()
+    text = reference.replace("[image]\n", "[image]\ngamma = __import__('os').system('touch PWNED')\n", 1)
+    assert text != reference
     ini = tmp_path / "train_eval_infer.config"
-    ini.write_text((FIXTURES / "tiled_cell.config").read_text() + "\n[image]\ngamma = __import__('os').getcwd()\n"
-                   .replace("[image]", "[extra]"))
-    out = tmp_path / "exp.yaml"
+    ini.write_text(text)
+    out = tmp_path / "experiment" / "injected.yaml"
+    out.parent.mkdir()
     assert main([str(ini), "-o", str(out), "--names", "bg,cell"]) == 0
+    assert not (tmp_path / "PWNED").exists()
     err = capsys.readouterr().err
-    assert "[bogus_section] made_up_key" in err and "[extra] gamma" in err
-    assert "__import__('os').getcwd()" in err or "__import__" not in out.read_text()
+    assert "[bogus_section] made_up_key" in err
+    assert "[image] gamma" in err and "not a number" in err
     assert out.read_text().startswith("# @package _global_")
+    assert "gamma" not in yaml.safe_load(out.read_text())["dataset"]
+    cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "experiment=injected", "dataset.root=/x"])
+    assert cfg.dataset.gamma is None and cfg.model.num_classes == 1

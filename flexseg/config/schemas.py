@@ -3,8 +3,10 @@
 YAML files under ``conf/`` hold values; these dataclasses hold the shape. Because the root
 ``Config`` is typed, every group file (a built-in one or a user's ``dataset/NAME.yaml`` found
 through ``--config-dir``) is merged into a typed node: an unknown key or a wrong type stops
-composition; `flexseg.config.validation` adds the checks that span several groups. No TensorFlow or
-MLflow import here: the CLI composes configs in about a second.
+composition, and so does a string choice outside its Enum (`flexseg.config.choices`, listing the
+valid values); `flexseg.config.validation` adds the checks that span several groups. The `augment`
+group's schemas live in `flexseg.config.augment`. No TensorFlow or MLflow import here: the CLI
+composes configs in about a second.
 """
 
 from __future__ import annotations
@@ -15,9 +17,22 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-
-
-NORMALIZATIONS = ("none", "batch", "instance", "group")
+from flexseg.config.augment import AugmentConfig
+from flexseg.config.choices import (
+    BadFilePolicy,
+    Blend,
+    ColorOrder,
+    Interpolation,
+    JitCompile,
+    LRSchedule,
+    MaskFormat,
+    Normalization,
+    OptimizerName,
+    OutputFormat,
+    Precision,
+    Resume,
+    SplitName,
+)
 
 
 class Mode(enum.Enum):
@@ -47,9 +62,11 @@ class ModelConfig:
     dropout_rate: float = 0.05
     dilation: int = 1
     # none | batch | instance | group; `true` means batch and `false` none, as in the reference.
-    normalization: str = "none"
+    normalization: Normalization = Normalization.none
     bn_momentum: float = 0.99
     activation: str = "relu"
+    # Initializer of every convolution (a Keras name); the reference uses he_normal.
+    kernel_initializer: str = "he_normal"
     # Standardise each input image per channel inside the model (zero mean, unit variance).
     input_normalize: bool = False
 
@@ -98,153 +115,21 @@ class DatasetConfig:
     test_masks: Optional[str] = None
     # Masks: auto (palette PNG / 2-D npz -> index, else rgb) | rgb (nearest class colour) |
     # gray (blur, then `threshold` when `binarize`) | index (pixel value = class index).
-    mask_format: str = "auto"
+    mask_format: MaskFormat = MaskFormat.auto
     color_tolerance: float = 60.0  # RGB distance; farther pixels count as unmatched
     max_unmatched: float = 0.01  # fraction of a mask's pixels allowed to be unmatched
     threshold: int = 80
     blur: int = 0
     binarize: bool = True
     # Images: RGB | BGR channel order, a cv2 COLOR_* conversion by name, gamma, resize method.
-    color_order: str = "RGB"
+    color_order: ColorOrder = ColorOrder.RGB
     color_converter: Optional[str] = None
     gamma: Optional[float] = None
-    image_interpolation: str = "auto"
-    on_bad_file: str = "error"  # error | skip (warn once per file and leave the pair out)
+    image_interpolation: Interpolation = Interpolation.auto
+    on_bad_file: BadFilePolicy = BadFilePolicy.error  # error | skip (warn once per file and leave the pair out)
     max_pixels: int = 2**28  # refuse larger images (decompression-bomb guard)
     cache: bool = False  # keep decoded pairs in memory after the first epoch
     synthetic: Optional[SyntheticConfig] = None
-
-
-@dataclass
-class FlipConfig:
-    """Mirror image and mask (reference `hflip` / `vflip`)."""
-
-    p: float = 0.0
-
-
-@dataclass
-class RotationConfig:
-    """Rotate about the centre by `choice(angles) + uniform(range)` degrees, counter-clockwise.
-
-    An empty `angles` counts as [0], an empty `range` as no jitter (reference `angles`).
-    """
-
-    p: float = 0.0
-    angles: List[float] = field(default_factory=list)
-    range: List[float] = field(default_factory=lambda: [-180.0, 180.0])
-
-
-@dataclass
-class FactorConfig:
-    """A factor drawn as `choice(factors) + uniform(range)` (an empty list counts as [0]).
-
-    `shrink`: content scale about the centre, < 1 zooms out (reference `shrinks`), > 1 zooms in.
-    `shear`: vertical shear about the centre, y += factor * (x - centre) (reference `shears`).
-    """
-
-    p: float = 0.0
-    factors: List[float] = field(default_factory=list)
-    range: List[float] = field(default_factory=list)
-
-
-@dataclass
-class ElasticConfig:
-    """Elastic deformation (Simard 2003): displacement = alpha * gaussian_sigma(uniform(-1, 1)) pixels.
-
-    The reference's `alpah = 1300, sigmoids = [8]` filter a 3-channel noise volume in 3-D, which
-    shrinks the field ~12x: they move pixels as much as alpha 110, sigma 8 does here.
-    """
-
-    p: float = 0.0
-    alpha: float = 110.0
-    sigma: float = 8.0
-
-
-@dataclass
-class DistortionConfig:
-    """Smooth random distortion (reference `[distortion]`): the gradient of gaussian-smoothed noise.
-
-    `gaussian_filter_rsigma` is the smoothing in pixels; the peak displacement is
-    `choice(distortions) + uniform(range)` times max(H, W); `gaussian_filter_sigma` blurs the
-    distorted image (0: off).
-    """
-
-    p: float = 0.0
-    gaussian_filter_rsigma: float = 40.0
-    gaussian_filter_sigma: float = 0.5
-    distortions: List[float] = field(default_factory=lambda: [0.02])
-    range: List[float] = field(default_factory=list)
-
-
-@dataclass
-class BarrelConfig:
-    """Barrel (amount > 0) or pincushion (amount < 0) distortion around one of `centers`.
-
-    Inside `radius` * width of the centre, a pixel at distance d samples the source at
-    d * sin(pi * d / (2 * radius))**amount (reference `[barrdistortion]` / `[pincdistortion]`);
-    `centers` are (x, y) fractions of the width and height, one picked at random per image.
-    """
-
-    p: float = 0.0
-    radius: float = 0.3
-    amount: float = 0.3
-    centers: List[List[float]] = field(default_factory=lambda: [[0.5, 0.5]])
-
-
-@dataclass
-class SharpenConfig:
-    """Reference `[sharpening]`: 3x3 kernel [[-k]*3, [-k, 1 + 8k, -k], [-k]*3] (image only)."""
-
-    p: float = 0.0
-    k: float = 1.0
-
-
-@dataclass
-class BrightenConfig:
-    """Reference `[brightening]`: alpha * image + beta, beta on the 0..255 scale (image only)."""
-
-    p: float = 0.0
-    alpha: float = 1.2
-    beta: float = 10.0
-
-
-@dataclass
-class JitterConfig:
-    """A photometric jitter (image only) with its magnitude drawn uniformly from `range`."""
-
-    p: float = 0.0
-    range: List[float] = field(default_factory=list)
-
-
-@dataclass
-class AugmentConfig:
-    """Online augmentation: each op runs with probability `p`, magnitudes drawn per image, seeded.
-
-    Geometric ops move image and mask together (mask: nearest neighbour, no new label values);
-    `fill_mode` fills what comes from outside the image: constant (image 0, mask background) or
-    reflect (image and mask mirrored alike). Photometric ops touch the image only.
-    """
-
-    name: str = "none"
-    fill_mode: str = "constant"
-    hflip: FlipConfig = field(default_factory=FlipConfig)
-    vflip: FlipConfig = field(default_factory=FlipConfig)
-    rotation: RotationConfig = field(default_factory=RotationConfig)
-    shrink: FactorConfig = field(default_factory=lambda: FactorConfig(range=[0.8, 1.2]))
-    shear: FactorConfig = field(default_factory=lambda: FactorConfig(range=[-0.1, 0.1]))
-    deformation: ElasticConfig = field(default_factory=ElasticConfig)
-    distortion: DistortionConfig = field(default_factory=DistortionConfig)
-    barrdistortion: BarrelConfig = field(default_factory=BarrelConfig)
-    pincdistortion: BarrelConfig = field(default_factory=lambda: BarrelConfig(radius=0.5, amount=-0.5))
-    sharpening: SharpenConfig = field(default_factory=SharpenConfig)
-    brightening: BrightenConfig = field(default_factory=BrightenConfig)
-    # Additive delta (fraction of the 0..1 range), contrast factor about the mean, exponent,
-    # noise standard deviation, gaussian blur sigma in pixels.
-    brightness: JitterConfig = field(default_factory=lambda: JitterConfig(range=[-0.1, 0.1]))
-    contrast: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.75, 1.25]))
-    gamma: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.7, 1.5]))
-    noise: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.0, 0.05]))
-    blur: JitterConfig = field(default_factory=lambda: JitterConfig(range=[0.5, 1.0]))
 
 
 @dataclass
@@ -252,7 +137,7 @@ class PreviewConfig:
     """`mode=preview`: a grid of `count` augmented image / mask-overlay pairs of one split."""
 
     count: int = 16
-    split: str = "train"
+    split: SplitName = SplitName.train
     columns: int = 4  # image/overlay pairs per grid row
     panel_size: int = 256  # longest side of each panel in the grid, pixels
 
@@ -264,8 +149,7 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = None
     validation_steps: Optional[int] = None
     learning_rate: float = 1e-4
-    # adam | adamw | sgd
-    optimizer: str = "adam"
+    optimizer: OptimizerName = OptimizerName.adam
     clipvalue: Optional[float] = None
     clipnorm: Optional[float] = None
     # None: the optimizer's default (adamw 0.004, none for adam/sgd).
@@ -273,7 +157,7 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     # constant | cosine | polynomial (per step, down to end_learning_rate). ReduceLROnPlateau: callbacks.reduce_lr.
-    lr_schedule: str = "constant"
+    lr_schedule: LRSchedule = LRSchedule.constant
     end_learning_rate: float = 0.0
     lr_power: float = 1.0  # polynomial exponent; 1 is linear
     # None: categorical_crossentropy (multi-class) or bce_dice_loss (binary).
@@ -281,13 +165,15 @@ class TrainConfig:
     # Keyword arguments of the loss, e.g. {alpha: 0.3, beta: 0.7} for tversky_loss.
     loss_args: dict[str, float] = field(default_factory=dict)
     metrics: List[str] = field(default_factory=lambda: ["dice_coef_multiclass", "dice", "iou"])
+    # File names are shuffled whole every epoch; with dataset.cache=true, later epochs reshuffle the
+    # decoded pairs within a buffer of this many.
     shuffle_buffer: int = 256
     # float32 | mixed_float16 | mixed_bfloat16 (mixed precision pays off on GPUs with tensor cores).
-    precision: str = "float32"
+    precision: Precision = Precision.float32
     # auto (Keras decides: XLA on GPU, off on CPU) | true | false.
-    jit_compile: str = "auto"
+    jit_compile: JitCompile = JitCompile.auto
     # false | true (resume the newest run of this experiment, or resume_dir) | auto (resume it if unfinished).
-    resume: str = "false"
+    resume: Resume = Resume.false
     # A training run dir holding checkpoints/state.json; None: the newest one, found through MLflow.
     resume_dir: Optional[str] = None
 
@@ -332,18 +218,18 @@ class TilingConfig:
     # Pixels shared by neighbouring tiles (whole number), or a fraction of tile_size when < 1.
     overlap: float = 64
     batch_size: int = 4
-    blend: str = "gaussian"  # gaussian (nnU-Net, sigma = tile/8) | constant
+    blend: Blend = Blend.gaussian  # gaussian (nnU-Net, sigma = tile/8) | constant
     tta: bool = False  # average the 4 flips of every tile (4x the model time)
     save_probabilities: bool = False  # probabilities/NAME.tif, uint8 round(255 * p), K channels
     # auto: TIFF (tiled, zlib, streamed) for TIFF inputs and images above 8192x8192 px, else PNG.
-    output_format: str = "auto"
+    output_format: OutputFormat = OutputFormat.auto
 
 
 @dataclass
 class StatsConfig:
     """`mode=stats`: which splits to check, and how many files to decode at once."""
 
-    splits: List[str] = field(default_factory=lambda: ["train", "valid", "test"])
+    splits: List[SplitName] = field(default_factory=lambda: [SplitName.train, SplitName.valid, SplitName.test])
     workers: int = 4
 
 

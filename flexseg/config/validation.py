@@ -9,10 +9,15 @@ import difflib
 from dataclasses import fields, is_dataclass
 from typing import Any, get_args, get_origin, get_type_hints
 
-from flexseg.config.schemas import NORMALIZATIONS, Config
+from flexseg.config.schemas import Config
 from flexseg.config.store import GROUPS
 from flexseg.errors import FlexsegError
 
+# Names of `flexseg.training.losses.LOSSES` (not imported: it pulls in TensorFlow) that need a
+# softmax over K > 1 outputs: on one sigmoid output they are constant (categorical cross-entropy
+# renormalises the single channel to 1) or undefined (class index 1 of 1). No loss needs K = 1.
+MULTICLASS_ONLY_LOSSES = ("categorical_crossentropy", "sparse_categorical_crossentropy")
+BINARY_LOSSES = ("bce_dice_loss", "binary_crossentropy", "dice_ce_loss", "focal_loss", "tversky_loss")
 
 # --------------------------------------------------------------------------- key checks
 
@@ -77,7 +82,7 @@ def check_override_key(key: str) -> None:
 
 
 def validate_config(cfg: Config) -> Config:
-    """Check values that span groups; resolve `model.num_classes` and `model.normalization`.
+    """Check values that span groups; resolve `model.num_classes`.
 
     Raises:
         FlexsegError: naming the key at fault and what to do.
@@ -113,11 +118,12 @@ def validate_config(cfg: Config) -> Config:
             f"model.num_classes={m.num_classes} does not match the {n} entries of dataset.classes "
             f"({', '.join(names)}); set model.num_classes={n} (or 1 for a binary model), or leave it unset."
         )
-    norm = str(m.normalization).lower()
-    norm = {"true": "batch", "false": "none"}.get(norm, norm)
-    if norm not in NORMALIZATIONS:
-        raise FlexsegError(f"model.normalization='{m.normalization}' is unknown; use one of {', '.join(NORMALIZATIONS)}.")
-    m.normalization = norm
+    if m.num_classes == 1 and cfg.train.loss in MULTICLASS_ONLY_LOSSES:
+        raise FlexsegError(
+            f"train.loss={cfg.train.loss} needs a softmax over 2 or more outputs, but model.num_classes=1 builds "
+            f"one sigmoid output, on which it is constant and nothing is learnt. Use a loss for one output "
+            f"({', '.join(BINARY_LOSSES)}; unset: {BINARY_LOSSES[0]}), or model.num_classes={n} for a softmax model."
+        )
     if m.num_layers < 2:
         raise FlexsegError(f"model.num_layers={m.num_layers}; a UNet needs at least 2 levels.")
     step = 2 ** (m.num_layers - 1)
@@ -138,10 +144,6 @@ def validate_config(cfg: Config) -> Config:
             f"tiling.overlap={t.overlap:g} must be >= 0 and smaller than tiling.tile_size={t.tile_size}: whole "
             "pixels, or a fraction of the tile below 1 (0.25 = a quarter of the tile)."
         )
-    for key, value, valid in (("blend", t.blend, ("gaussian", "constant")),
-                              ("output_format", t.output_format, ("auto", "png", "tiff"))):
-        if value not in valid:
-            raise FlexsegError(f"tiling.{key}='{value}' is unknown; use one of {', '.join(valid)}.")
     for key, value in (
         ("train.batch_size", cfg.train.batch_size),
         ("infer.batch_size", cfg.infer.batch_size),

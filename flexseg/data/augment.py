@@ -20,7 +20,7 @@ from typing import Callable, NoReturn
 import keras
 import tensorflow as tf
 
-from flexseg.config.schemas import AugmentConfig, BarrelConfig, FactorConfig, JitterConfig
+from flexseg.config.augment import AugmentConfig, BarrelConfig, FactorConfig, JitterConfig
 from flexseg.data import distort
 from flexseg.data.pipeline import AugmentFn
 from flexseg.errors import FlexsegError
@@ -32,7 +32,6 @@ OPS = (
 )
 GEOMETRIC = OPS[:9]
 DENSE = ("deformation", "distortion", "barrdistortion", "pincdistortion")
-FILL_MODES = ("constant", "reflect")
 
 
 def _fail(key: str, value: object, need: str) -> NoReturn:
@@ -48,8 +47,6 @@ def _check_range(key: str, values: list[float], low: float | None = None, strict
 
 def check_augment(cfg: AugmentConfig) -> None:
     """Raise FlexsegError naming the `augment.*` key whose value cannot work."""
-    if cfg.fill_mode not in FILL_MODES:
-        _fail("fill_mode", cfg.fill_mode, f"use one of {', '.join(FILL_MODES)}")
     for op in OPS:
         p = getattr(cfg, op).p
         if not 0.0 <= p <= 1.0:

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flexseg.config.choices import BadFilePolicy
 from flexseg.config.schemas import DatasetConfig
 from flexseg.data.checks import Problem, inspect_file
 from flexseg.errors import FlexsegError
@@ -21,8 +22,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MASK_EXTS = (*IMAGE_EXTS, ".npz")
-SPLITS = ("train", "valid", "test")
-POLICIES = ("error", "skip")
 # Problems no policy can skip: without them there is no split to speak of.
 FATAL = ("missing-folder", "empty-split")
 _MAX_LISTED = 25
@@ -154,14 +153,12 @@ def build_split(cfg: DatasetConfig, split: str) -> Split:
     Raises:
         DataProblemsError: listing every problem (policy `error`, or problems no policy can skip).
     """
-    if cfg.on_bad_file not in POLICIES:
-        raise FlexsegError(f"dataset.on_bad_file='{cfg.on_bad_file}' is unknown; use error or skip.")
     scan = scan_split(cfg, split)
     if scan.ignored:
         names = sorted({Path(p).name for p in scan.ignored})
         log.info("%s: ignored %d non-image file(s): %s", split, len(scan.ignored), ", ".join(names[:10]))
     fatal = [p for p in scan.problems if p.kind in FATAL]
-    if fatal or (scan.problems and cfg.on_bad_file == "error"):
+    if fatal or (scan.problems and cfg.on_bad_file == BadFilePolicy.error):
         raise DataProblemsError(split, fatal or scan.problems)
     for problem in scan.problems:
         log.warning("skipping (dataset.on_bad_file=skip): %s", problem)
@@ -170,16 +167,27 @@ def build_split(cfg: DatasetConfig, split: str) -> Split:
     return scan.split
 
 
-def list_image_files(folder: Path, key: str) -> list[Path]:
-    """Image files of one folder (for infer/tiled), sorted by name.
+def list_image_files(folder: Path, key: str, allow_empty: bool = False) -> list[Path]:
+    """Image files of one folder (`IMAGE_EXTS`, TIFF included; for infer/tiled), sorted by name.
+
+    Outputs are named by stem, and tiled masks pair with images by stem, so stems must be unique.
 
     Raises:
-        FlexsegError: naming `key` when the folder is missing or holds no images.
+        FlexsegError: naming `key` when the folder is missing, two files share a stem, or the
+            folder holds no images (unless `allow_empty`).
     """
     if not folder.is_dir():
         raise FlexsegError(f"{key}: folder '{folder}' does not exist; set {key} to a folder of images.")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-    if not files:
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise FlexsegError(
+                f"{key}: two files share the stem '{path.stem}': {seen[path.stem]} and {path}. "
+                "Rename or remove one: outputs are named by stem, and masks pair with images by stem."
+            )
+        seen[path.stem] = path
+    if not files and not allow_empty:
         raise FlexsegError(f"{key}: folder '{folder}' holds no images ({', '.join(IMAGE_EXTS)}).")
     return files
 

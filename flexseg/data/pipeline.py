@@ -17,16 +17,16 @@ import numpy as np
 import tensorflow as tf
 
 from flexseg.data.discovery import Split
-from flexseg.config.schemas import DatasetConfig
-from flexseg.data.readers import ImageOptions, MaskOptions, options_from_config, read_image, read_labels
-from flexseg.errors import FlexsegError
+from flexseg.data.masks import check_unmatched
+from flexseg.config.choices import BadFilePolicy
+from flexseg.data.readers import ImageOptions, MaskOptions, read_image, read_labels
+from flexseg.errors import ERROR_MARKER, FlexsegError
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
 
 # (image (H, W, C) float32 in [0, 1], labels (H, W) int32, stateless seed (2,) int64) -> (image, labels)
 AugmentFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
-ERROR_MARKER = "[flexseg] "  # lets the CLI turn a data error raised inside tf.data into a clean message
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,7 @@ class ReadOptions:
     image: ImageOptions
     mask: MaskOptions
     max_unmatched: float = 0.01
-    on_bad_file: str = "error"
-
-
-def read_options(cfg: DatasetConfig, channels: int) -> ReadOptions:
-    """The reading options a dataset config asks for (formats, colours, tolerance, bad-file policy)."""
-    image, mask = options_from_config(cfg, channels)
-    return ReadOptions(image, mask, cfg.max_unmatched, cfg.on_bad_file)
+    on_bad_file: BadFilePolicy = BadFilePolicy.error
 
 
 class _PairReader:
@@ -58,15 +52,9 @@ class _PairReader:
         try:
             image = read_image(ipath, o.image, self.size)
             labels, unmatched = read_labels(mpath, o.mask)
-            if unmatched > o.max_unmatched * labels.size:
-                raise FlexsegError(
-                    f"'{mpath}': {unmatched:,} of {labels.size:,} pixels ({unmatched / labels.size:.1%}) are farther "
-                    f"than dataset.color_tolerance={o.mask.color_tolerance:g} from every class colour (allowed: "
-                    f"dataset.max_unmatched={o.max_unmatched:g}). Check the colours in dataset.classes "
-                    "(`flexseg mode=stats` lists the mask colours), or raise the tolerance."
-                )
+            check_unmatched(mpath, unmatched, labels.size, o.mask.color_tolerance, o.max_unmatched)
         except FlexsegError as err:
-            if o.on_bad_file != "skip":
+            if o.on_bad_file != BadFilePolicy.skip:
                 raise FlexsegError(ERROR_MARKER + str(err)) from None
             if mpath not in self.warned:
                 self.warned.add(mpath)
@@ -98,6 +86,7 @@ def build_dataset(
     augment: AugmentFn | None = None,
     options: ReadOptions | None = None,
     cache: bool = False,
+    with_paths: bool = False,
 ) -> tf.data.Dataset:
     """Streaming (image, target) batches of one split.
 
@@ -108,47 +97,53 @@ def build_dataset(
         channels: image channels the model takes (used when `options` is None).
         num_outputs: model outputs (K, or 1 for binary).
         batch_size: pairs per batch.
-        shuffle: reshuffle the order every epoch (seeded).
+        shuffle: a new order every epoch (seeded): the whole list of file names is shuffled (names
+            are cheap), so layouts listed class by class (train/<class>/images) mix from the first batch.
         repeat: repeat forever (for `steps_per_epoch`).
         augment: online augmentation applied after decoding at model size; it gets a per-pair
             stateless seed drawn from `seed`, new every epoch, so runs are repeatable.
         options: how files are read (formats, colours, tolerance, bad-file policy).
-        cache: keep decoded pairs in memory after the first pass (then shuffling happens on them).
+        shuffle_buffer: with `cache`, the later epochs replay the first (shuffled) order through a
+            shuffle buffer of this many decoded pairs.
+        cache: keep decoded pairs in memory after the first pass.
+        with_paths: also yield each pair's image path, so pairs skipped while reading
+            (`dataset.on_bad_file=skip`) shift no names.
 
     Returns:
-        Dataset of ((B, H, W, C) float32 images, (B, H, W, K) float32 targets).
+        Dataset of ((B, H, W, C) float32 images, (B, H, W, K) float32 targets[, (B,) image paths]).
     """
     options = options or ReadOptions(ImageOptions(channels), MaskOptions(palette))
     reader = _PairReader(options, size)
     h, w = size
     c = options.image.channels
 
-    def read(img_path: tf.Tensor, mask_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def read(img_path: tf.Tensor, mask_path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         image, labels, ok = tf.numpy_function(reader, [img_path, mask_path], (tf.float32, tf.int32, tf.bool))
         image.set_shape((h, w, c))
         labels.set_shape((h, w))
         ok.set_shape(())
-        return image, labels, ok
+        return image, labels, ok, img_path
 
     ds = tf.data.Dataset.from_tensor_slices((list(split.images), list(split.masks)))
-    if shuffle and not cache:  # shuffle names: memory stays O(batch)
-        ds = ds.shuffle(min(len(split), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    if shuffle:  # every name in the buffer: a few bytes each, memory stays O(names + batch)
+        ds = ds.shuffle(max(len(split), 1), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
-    if options.on_bad_file == "skip":
-        ds = ds.filter(lambda image, labels, ok: ok)
-    ds = ds.map(lambda image, labels, ok: (image, labels))
+    if options.on_bad_file == BadFilePolicy.skip:
+        ds = ds.filter(lambda image, labels, ok, path: ok)
+    ds = ds.map(lambda image, labels, ok, path: (image, labels, path) if with_paths else (image, labels))
     if cache:
         ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(min(len(split), shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+        if shuffle:  # the cache replays the first epoch's order: reshuffle the decoded pairs within a buffer
+            ds = ds.shuffle(max(min(len(split), shuffle_buffer), 1), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     if augment is not None:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda pair, s: augment(pair[0], pair[1], s), num_parallel_calls=AUTOTUNE, deterministic=True
+            lambda pair, s: (*augment(pair[0], pair[1], s), *pair[2:]), num_parallel_calls=AUTOTUNE, deterministic=True
         )
-    ds = ds.map(lambda image, labels: (image, encode_target(labels, num_outputs)), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda image, labels, *path: (image, encode_target(labels, num_outputs), *path),
+                num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 

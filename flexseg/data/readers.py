@@ -2,26 +2,28 @@
 
 Images: png/jpg/tif/bmp, 8- or 16-bit, gray/RGB/RGBA -> (H, W, channels) float32 in [0, 1], with the
 reference options `color_order`, `color_converter` (a cv2 constant looked up by name) and `gamma`.
+Pixel types are converted here only (`rgb_pixels`, `to_unit_float`, `to_uint8`; the float rule is
+`float_scale`), for training, eval, infer, tiled, stats and the epoch callbacks alike.
 Masks -> (H, W) class indices: RGB colours by nearest class colour, gray by threshold, index PNGs
-(palette or plain values) and `.npz` arrays (key `mask`).
+(palette PNGs in every `mask_format`, or plain values) and `.npz` arrays (key `mask`).
 These numpy functions serve the tf.data pipeline (through `tf.numpy_function`), `mode=stats` and
 the tiled/infer modes alike, so every mode reads a file the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from flexseg.config.choices import ColorOrder, Interpolation, MaskFormat
 from flexseg.config.schemas import DatasetConfig
-from flexseg.data.masks import build_palette, match_colors
+from flexseg.data.masks import build_palette, check_palette_indices, match_colors
 from flexseg.errors import FlexsegError
 
-MASK_FORMATS = ("auto", "rgb", "gray", "index")
-COLOR_ORDERS = ("RGB", "BGR")
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,10 @@ class ImageOptions:
     """How image files become model input."""
 
     channels: int = 3
-    color_order: str = "RGB"
+    color_order: ColorOrder = ColorOrder.RGB
     color_converter: int | None = None  # a resolved cv2.COLOR_* code
     gamma: float | None = None
-    interpolation: str = "auto"  # auto (area when shrinking, bilinear when enlarging) | area | bilinear
+    interpolation: Interpolation = Interpolation.auto  # auto (area when shrinking, bilinear when enlarging) | area | bilinear
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class MaskOptions:
     """How mask files become class indices."""
 
     palette: np.ndarray  # (K, 3) uint8 class colours
-    mask_format: str = "auto"
+    mask_format: MaskFormat = MaskFormat.auto
     color_tolerance: float = 60.0
     threshold: int = 80
     blur: int = 0
@@ -71,13 +73,7 @@ def resolve_color_converter(name: str | None) -> int | None:
 
 def options_from_config(cfg: DatasetConfig, channels: int) -> tuple[ImageOptions, MaskOptions]:
     """Reader options of a validated dataset config."""
-    if cfg.mask_format not in MASK_FORMATS:
-        raise FlexsegError(f"dataset.mask_format='{cfg.mask_format}' is unknown; use one of {', '.join(MASK_FORMATS)}.")
-    if cfg.color_order.upper() not in COLOR_ORDERS:
-        raise FlexsegError(f"dataset.color_order='{cfg.color_order}' is unknown; use RGB or BGR.")
-    if cfg.image_interpolation not in ("auto", "area", "bilinear"):
-        raise FlexsegError(f"dataset.image_interpolation='{cfg.image_interpolation}' is unknown; use auto, area or bilinear.")
-    image = ImageOptions(channels, cfg.color_order.upper(), resolve_color_converter(cfg.color_converter),
+    image = ImageOptions(channels, cfg.color_order, resolve_color_converter(cfg.color_converter),
                          cfg.gamma, cfg.image_interpolation)
     mask = MaskOptions(build_palette(cfg.classes), cfg.mask_format, cfg.color_tolerance, cfg.threshold,
                        cfg.blur, cfg.binarize)
@@ -92,26 +88,104 @@ def _decode(path: Path) -> np.ndarray:
     return img
 
 
+def _colour_samples(pixels: np.ndarray) -> np.ndarray:
+    """(rows, W[, S]) samples -> the colour ones, (rows, W, 1) gray or (rows, W, 3) RGB (a view)."""
+    if pixels.ndim == 2:
+        return pixels[..., None]
+    return pixels[..., :1] if pixels.shape[-1] < 3 else pixels[..., :3]  # gray(+alpha) | RGB(+alpha, ...)
+
+
+def float_scale(pixels: np.ndarray) -> float:
+    """The divisor that brings a float image into [0, 1]: its largest finite colour sample, at least 1.
+
+    The float rule of every mode: a float (or other non-8/16-bit) image already in [0, 1] is kept as
+    it is; one with larger values (say 0..1000) is divided by its largest value. The divisor is one
+    number per image, so a lazily read TIFF computes it once over all its rows when opened
+    (``max`` over bands of this function) and every band of it is scaled alike.
+
+    Args:
+        pixels: (rows, W[, S]) samples of any type; alpha is ignored.
+    """
+    samples = _colour_samples(pixels)
+    if samples.dtype in (np.uint8, np.uint16, np.bool_) or samples.size == 0:
+        return 1.0
+    top = np.nanmax(samples) if samples.dtype.kind == "f" else samples.max()
+    if not np.isfinite(top):  # inf / all-nan: the largest finite value decides
+        finite = samples[np.isfinite(samples)]
+        top = finite.max() if finite.size else 1.0
+    return max(float(top), 1.0)
+
+
+def to_unit_float(pixels: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Pixels -> float32 in [0, 1]: uint8 / 255, uint16 / 65535, bool as 0/1, others / ``scale``.
+
+    Args:
+        pixels: any shape; ``scale`` is ``float_scale`` of the whole image for float input.
+    """
+    if pixels.dtype in (np.uint8, np.uint16):
+        return pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 65535.0)
+    out = np.nan_to_num(pixels.astype(np.float32) / np.float32(scale), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Pixels -> uint8: uint16 // 257, float in [0, 1] (``to_unit_float``) rounded from x * 255."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return (pixels // 257).astype(np.uint8)
+    return (to_unit_float(pixels) * 255.0 + 0.5).astype(np.uint8)
+
+
+def rgb_pixels(pixels: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Stored samples (RGB order) -> (rows, W, 3) RGB as every reader hands them on.
+
+    uint8 and uint16 stay as they are (full precision); bool becomes uint8 0/255; any other type
+    becomes float32 in [0, 1] by the float rule (``float_scale``). One sample is gray (repeated),
+    two are gray + alpha, three or more start with RGB.
+
+    Args:
+        pixels: (rows, W[, S]) samples of a whole image or of a band of its rows.
+        scale: ``float_scale`` of the whole image; None computes it from ``pixels`` (a whole image).
+    """
+    samples = _colour_samples(pixels)
+    if samples.dtype == np.bool_:
+        samples = samples.astype(np.uint8) * 255
+    elif samples.dtype not in (np.uint8, np.uint16):
+        samples = to_unit_float(samples, float_scale(samples) if scale is None else scale)
+    if samples.shape[-1] == 1:
+        samples = np.repeat(samples, 3, axis=-1)
+    return np.ascontiguousarray(samples)
+
+
+def read_pixels(path: Path | str) -> np.ndarray:
+    """An image file decoded whole as (H, W, 3) RGB pixels (see ``rgb_pixels``).
+
+    Raises:
+        FlexsegError: naming the file when it cannot be decoded.
+    """
+    img = _decode(Path(path))
+    if img.ndim == 3 and img.shape[2] >= 3:
+        img = img[..., 2::-1]  # OpenCV's BGR(A) -> RGB
+    return rgb_pixels(img)
+
+
 def convert_image(pixels: np.ndarray, opts: ImageOptions) -> np.ndarray:
     """RGB pixels (a whole image or a band of rows) -> model input, with the colour options applied.
 
     Args:
-        pixels: (H, W, 3) RGB, uint8 / uint16 / float in [0, 1].
+        pixels: (H, W, 3) RGB as ``rgb_pixels`` gives them: uint8 / uint16 / float32 in [0, 1].
         opts: channel/colour options.
 
     Returns:
         (H, W, opts.channels) float32 in [0, 1].
     """
     if opts.color_converter is not None:  # the reference converts the 8-bit BGR image cv2 reads
-        if pixels.dtype == np.uint16:
-            pixels = (pixels // 257).astype(np.uint8)
-        elif pixels.dtype != np.uint8:
-            pixels = (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
-        out = cv2.cvtColor(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), opts.color_converter).astype(np.float32) / 255.0
+        bgr = cv2.cvtColor(np.ascontiguousarray(to_uint8(pixels)), cv2.COLOR_RGB2BGR)
+        out = cv2.cvtColor(bgr, opts.color_converter).astype(np.float32) / 255.0
     else:
-        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(pixels.dtype, 1.0)
-        out = pixels.astype(np.float32) / scale
-        if opts.color_order == "BGR":
+        out = to_unit_float(pixels)
+        if opts.color_order == ColorOrder.BGR:
             out = out[..., ::-1]
     if opts.channels == 1:
         out = cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2GRAY)[..., None] if out.shape[2] == 3 else out[..., :1]
@@ -131,44 +205,36 @@ def read_image(path: Path | str, opts: ImageOptions, size: tuple[int, int] | Non
     Returns:
         (H, W, opts.channels) float32 in [0, 1].
     """
-    img = _decode(Path(path))
-    if img.dtype not in (np.uint8, np.uint16):
-        img = np.clip(img.astype(np.float32) / max(float(img.max()), 1e-12), 0, 1)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    out = convert_image(img, opts)
+    out = convert_image(read_pixels(path), opts)
     if size is not None and out.shape[:2] != tuple(size):
         shrink = size[0] * size[1] < out.shape[0] * out.shape[1]
-        area = opts.interpolation == "area" or (opts.interpolation == "auto" and shrink)
+        area = opts.interpolation == Interpolation.area or (opts.interpolation == Interpolation.auto and shrink)
         out = cv2.resize(out, (size[1], size[0]), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
         out = out.reshape(size[0], size[1], -1)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _load_mask_array(path: Path) -> tuple[np.ndarray, bool]:
-    """Raw mask pixels and whether they are class indices already (palette PNG / 2-D npz)."""
+def _load_mask_array(path: Path) -> tuple[np.ndarray, bool, np.ndarray | None]:
+    """Raw mask pixels, whether they are class indices already (palette PNG / 2-D npz), and a
+    palette PNG's own colours ((N, 3) uint8; None for every other file)."""
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arr = npz["mask"]
         except (KeyError, ValueError, OSError) as err:
             raise FlexsegError(f"Cannot read mask '{path}': an .npz mask needs an array under key 'mask' ({err}).") from err
-        return arr, arr.ndim == 2
+        return arr, arr.ndim == 2, None
     if path.suffix.lower() == ".png":
         from PIL import Image
 
         try:
             with Image.open(path) as im:
                 if im.mode == "P":  # palette PNG: the stored values are the class indices
-                    return np.asarray(im), True
+                    return np.asarray(im), True, np.asarray(im.getpalette() or [], np.uint8).reshape(-1, 3)
         except (OSError, ValueError):
             pass  # _decode reports it
     img = _decode(path)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return img, False
+    return (img[..., 2::-1] if img.ndim == 3 else img), False, None  # OpenCV's BGR(A) -> RGB
 
 
 def decode_mask_array(arr: np.ndarray, opts: MaskOptions, is_index: bool = False) -> tuple[np.ndarray, int]:
@@ -184,15 +250,15 @@ def decode_mask_array(arr: np.ndarray, opts: MaskOptions, is_index: bool = False
         `color_tolerance` from every class colour, or an index >= the class count).
     """
     fmt = opts.mask_format
-    if fmt == "auto":
-        fmt = "index" if is_index else "rgb"
-    if fmt == "index":
+    if fmt == MaskFormat.auto:
+        fmt = MaskFormat.index if is_index else MaskFormat.rgb
+    if fmt == MaskFormat.index:
         values = arr if arr.ndim == 2 else arr[..., 0]
         unmatched = int(np.count_nonzero(values >= opts.num_classes))
         return np.where(values < opts.num_classes, values, 0).astype(np.uint8), unmatched
     if arr.dtype == np.uint16:
-        arr = (arr // 257).astype(np.uint8)
-    if fmt == "gray" and opts.binarize:
+        arr = to_uint8(arr)
+    if fmt == MaskFormat.gray and opts.binarize:
         gray = arr if arr.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(arr[..., :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
         if opts.blur > 0:
             k = opts.blur | 1  # odd kernel
@@ -204,10 +270,19 @@ def decode_mask_array(arr: np.ndarray, opts: MaskOptions, is_index: bool = False
 def read_labels(path: Path | str, opts: MaskOptions, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
     """Read a mask file as class indices, resized with nearest neighbour only.
 
+    Palette PNGs are read as class indices in every `mask_format` (see `check_palette_indices`).
+
     Returns:
         ((H, W) uint8 class indices, number of unmatched pixels; see `decode_mask_array`).
+
+    Raises:
+        FlexsegError: naming the file when it cannot be read, or its palette contradicts its indices.
     """
-    arr, is_index = _load_mask_array(Path(path))
+    arr, is_index, colours = _load_mask_array(Path(path))
+    if colours is not None:
+        if opts.mask_format != MaskFormat.index:
+            check_palette_indices(path, arr, colours, opts.palette)
+        opts = dataclasses.replace(opts, mask_format=MaskFormat.index)
     labels, unmatched = decode_mask_array(arr, opts, is_index)
     if size is not None and labels.shape != tuple(size):
         labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)

@@ -1,9 +1,10 @@
 """One image through tiled prediction: bands of probabilities -> labels -> files and scores.
 
-Ties the maths (``tiling.iter_tiled_bands``) to the files (``tiled_io``): the image is read band
-by band, each finished band becomes class labels, colour-mask / overlay / probability rows for
-the sinks and, when a mask is given, confusion counts. Nothing image-sized is held for TIFF input
-and output, so peak memory grows with the image width, not its area.
+Ties the maths (``sliding_window.iter_tiled_bands``) to the files (``image_io`` and ``sinks``): the
+image is read band by band, each finished band becomes class labels, colour-mask / overlay /
+probability rows for the sinks and, when a mask is given, confusion counts. Masks are decoded and
+checked as training reads them (``flexseg.data.readers``, ``dataset.max_unmatched``). Nothing
+image-sized is held for TIFF input, masks and output, so peak memory grows with the image width.
 """
 
 from __future__ import annotations
@@ -16,19 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import cv2
 import numpy as np
 
-from flexseg.data.readers import ImageOptions, MaskOptions, decode_mask_array
+from flexseg.data.masks import check_unmatched
+from flexseg.data.readers import ImageOptions, MaskOptions, decode_mask_array, read_labels
 from flexseg.errors import FlexsegError
+from flexseg.inference.image_io import TIFF_SUFFIXES, ModelInput, TiffReader, open_image, open_tiff
+from flexseg.inference.sinks import PngSink, TiffSink, choose_format
+from flexseg.inference.sliding_window import PredictFn, count_tiles, iter_tiled_bands
+from flexseg.reporting import viz
 from flexseg.scoring import compute_confusion, labels_from_probs
-from flexseg.inference.image_io import ModelInput, PngSink, TiffSink, choose_format, open_image
-from flexseg.inference.sliding_window import Predictor, count_tiles, iter_tiled_bands
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = {"png": ".png", "tiff": ".tif"}
-OVERLAY_ALPHA = 0.45  # as viz.overlay
 
 
 @dataclass(frozen=True)
@@ -54,41 +56,43 @@ class TiledResult:
     confusion: Optional[np.ndarray] = None  # (K, K) counts against the mask, rows truth
 
 
-def render_band(rgb: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour mask and overlay of a band, equal to ``viz.colorize`` / ``viz.overlay`` (alpha 0.45).
+class _Truth:
+    """The mask of one image as class indices by rows, decoded as training reads masks.
 
-    The same formula in uint8 (OpenCV's rounding matches numpy's here), ~4x faster than the
-    float32 path of ``viz``; it runs once per band of a gigapixel image.
-
-    Args:
-        rgb: (h, W, 3) uint8 image rows.
-        labels: (h, W) class indices.
-        palette: (K, 3) uint8 class colours.
-
-    Returns:
-        ((h, W, 3) colour mask, (h, W, 3) overlay), uint8.
-    """
-    colour = np.take(palette, labels, axis=0)
-    blended = cv2.addWeighted(rgb, 1 - OVERLAY_ALPHA, colour, OVERLAY_ALPHA, 0)
-    overlay = rgb.copy()
-    np.copyto(overlay, blended, where=(labels > 0)[..., None])
-    return colour, overlay
-
-
-def batch_predictor(predict_on_batch: Callable[[np.ndarray], np.ndarray], batch_size: int) -> Predictor:
-    """Wrap a model's ``predict_on_batch`` so every call sees exactly ``batch_size`` tiles.
-
-    A short last batch is zero-padded and its result cut back: one input shape, so the compiled
-    predict function is never traced again for a new batch size.
+    PNG/JPEG/BMP masks are read whole by ``read_labels`` (palette PNGs as indices), so ``check``
+    knows their unmatched pixels at once; TIFF masks are decoded band by band and count their
+    unmatched pixels as the bands come (``check`` after the last band).
     """
 
-    def predict(batch: np.ndarray) -> np.ndarray:
-        n = len(batch)
-        if n < batch_size:
-            batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
-        return np.asarray(predict_on_batch(batch), dtype=np.float32)[:n]
+    def __init__(self, path: Path, options: MaskOptions, max_unmatched: float) -> None:
+        self.path, self.options, self.max_unmatched = path, options, max_unmatched
+        self.unmatched = 0
+        self._tiff: Optional[TiffReader] = None
+        self._labels: Optional[np.ndarray] = None
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            self._tiff = open_tiff(path, raw=True)
+            self.shape = self._tiff.shape[:2]
+        else:
+            self._labels, self.unmatched = read_labels(path, options)
+            self.shape = self._labels.shape[:2]
 
-    return predict
+    def read_rows(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, W) uint8 class indices of rows ``[start, stop)``, read top to bottom once."""
+        if self._labels is not None:
+            return self._labels[start:stop]
+        assert self._tiff is not None
+        labels, unmatched = decode_mask_array(self._tiff.read_rows(start, stop), self.options)
+        self.unmatched += unmatched
+        return labels
+
+    def check(self) -> None:
+        """FlexsegError (`dataset.max_unmatched`) when too many pixels matched no class."""
+        height, width = self.shape
+        check_unmatched(self.path, self.unmatched, height * width, self.options.color_tolerance, self.max_unmatched)
+
+    def close(self) -> None:
+        if self._tiff is not None:
+            self._tiff.close()
 
 
 class _Outputs:
@@ -160,7 +164,7 @@ class _BandWorker:
 
 def segment_file(
     path: Path,
-    predictor: Predictor,
+    predictor: PredictFn,
     options: TiledOptions,
     image_options: ImageOptions,
     palette: np.ndarray,
@@ -169,39 +173,46 @@ def segment_file(
     progress: Optional[Callable[[int], None]] = None,
     on_start: Optional[Callable[[int], None]] = None,
     mask_options: Optional[MaskOptions] = None,
+    max_unmatched: float = 0.01,
 ) -> TiledResult:
     """Tile one image file; write its colour mask, overlay (and probabilities); score it.
 
     Args:
         path: Image file (PNG/JPEG/BMP read whole, TIFF read lazily).
-        predictor: (N, tile, tile, channels) float32 in [0, 1] -> (N, tile, tile, K) probabilities.
+        predictor: (N, tile, tile, channels) float32 in [0, 1] -> (N, tile, tile, K) probabilities
+            (a ``flexseg.inference.predict.Predictor`` at the tile size).
         options: Tiling and output settings.
         image_options: How image pixels become model input (channels, colour options).
         palette: (K', 3) uint8 display colours, K' = K (softmax) or 2 (K = 1, sigmoid).
         out_dir: Folder of ``masks/``, ``overlays/`` and ``probabilities/``.
-        mask_path: Optional colour mask of the same size to score against.
+        mask_path: Optional mask of the same size to score against (any format training reads).
         progress: Called with the number of tiles of every predicted batch.
         on_start: Called once with the total number of tiles, before the first batch.
         mask_options: How `mask_path` decodes to classes (None: nearest colour of `palette`).
+        max_unmatched: Fraction of mask pixels allowed to match no class (`dataset.max_unmatched`).
 
     Returns:
         The written files, the image size, the tile count and, with a mask, (K', K') confusion.
 
     Raises:
-        FlexsegError: an unreadable image or mask, or a mask of another size.
+        FlexsegError: an unreadable image or mask, a mask of another size, or one with more
+            unmatched pixels than `max_unmatched` allows.
     """
+    mask_options = mask_options or MaskOptions(palette)
     with contextlib.ExitStack() as stack:
         reader = open_image(path)
         stack.callback(reader.close)
-        truth = open_image(mask_path) if mask_path is not None else None
+        truth = _Truth(mask_path, mask_options, max_unmatched) if mask_path is not None else None
         if truth is not None:
             stack.callback(truth.close)
         height, width = reader.shape[:2]
-        if truth is not None and truth.shape[:2] != (height, width):
+        if truth is not None and truth.shape != (height, width):
             raise FlexsegError(
                 f"The mask '{mask_path}' is {truth.shape[1]}x{truth.shape[0]} but the image '{path}' is "
                 f"{width}x{height}; masks in tiling.masks_dir must match their image's size."
             )
+        if truth is not None:
+            truth.check()  # a whole-read mask fails here, before any prediction
         tiles = count_tiles(height, width, options.tile_size, options.overlap)
         if on_start is not None:
             on_start(tiles)
@@ -209,7 +220,6 @@ def segment_file(
         log.debug("%s: %dx%d px, %d tiles, %s output", path.name, width, height, tiles, fmt)
         outputs = _Outputs(out_dir, path.stem, fmt, (height, width), options.save_probabilities)
         num_classes = len(palette)
-        mask_options = mask_options or MaskOptions(palette)
         confusion = np.zeros((num_classes, num_classes), np.int64) if truth is not None else None
 
         def handle(top: int, probs: np.ndarray) -> None:
@@ -217,14 +227,14 @@ def segment_file(
                 outputs.open(probs.shape[-1])
             stop = top + len(probs)
             labels = labels_from_probs(probs)
-            colour, overlay = render_band(reader.read_rows(top, stop), labels, palette)
+            colour = viz.colorize(labels, palette)
             outputs.sinks["masks"].write_rows(colour)
-            outputs.sinks["overlays"].write_rows(overlay)
+            rgb = reader.read_rows(top, stop)
+            outputs.sinks["overlays"].write_rows(viz.overlay(rgb, labels, palette, colour=colour))
             if "probabilities" in outputs.sinks:
                 outputs.sinks["probabilities"].write_rows((probs * 255 + 0.5).astype(np.uint8))
             if truth is not None and confusion is not None:
-                expected = decode_mask_array(truth.read_rows(top, stop), mask_options)[0]
-                np.add(confusion, compute_confusion(expected, labels, num_classes), out=confusion)
+                np.add(confusion, compute_confusion(truth.read_rows(top, stop), labels, num_classes), out=confusion)
 
         worker = _BandWorker(handle)
         try:
@@ -235,6 +245,8 @@ def segment_file(
             for top, probs in bands:
                 worker.put(top, probs)
             worker.finish()
+            if truth is not None:
+                truth.check()  # a TIFF mask's unmatched pixels are known after its last band
             written = outputs.close()
         except BaseException:
             worker.stop()

@@ -23,7 +23,7 @@ BLEND_MODES = ("gaussian", "constant")
 # Flip test-time augmentation in 2D: none, vertical, horizontal, both (axes of an (N, H, W, C) batch).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (2,), (1, 2))
 
-Predictor = Callable[[np.ndarray], np.ndarray]
+PredictFn = Callable[[np.ndarray], np.ndarray]  # (N, h, w, C) -> (N, h, w, K)
 
 
 def resolve_overlap(overlap: float, tile_size: int) -> int:
@@ -129,7 +129,7 @@ def _checked(probs: Any, shape: tuple[int, ...]) -> np.ndarray:
     return probs
 
 
-def predict_with_flips(batch: np.ndarray, predictor: Predictor) -> np.ndarray:
+def predict_with_flips(batch: np.ndarray, predictor: PredictFn) -> np.ndarray:
     """Flip test-time augmentation: the mean of the predictions of the 4 flips of ``batch``.
 
     Args:
@@ -172,7 +172,7 @@ def _iter_batches(tiles: Iterator[tuple[int, int, np.ndarray]], size: int) -> It
 
 def iter_tiled_bands(
     image: Any,
-    predictor: Predictor,
+    predictor: PredictFn,
     tile_size: int,
     overlap: float,
     batch_size: int = 4,
@@ -250,7 +250,7 @@ def iter_tiled_bands(
 
 def predict_tiled(
     image: Any,
-    predictor: Predictor,
+    predictor: PredictFn,
     tile_size: int,
     overlap: float,
     batch_size: int = 4,

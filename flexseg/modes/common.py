@@ -11,10 +11,12 @@ import keras
 import numpy as np
 
 from flexseg import tracking
+from flexseg.config.choices import JitCompile, Precision
 from flexseg.config.schemas import Config, DatasetConfig
+from flexseg.context import RunContext
 from flexseg.data.masks import build_palette
 from flexseg.data.pipeline import ReadOptions
-from flexseg.data.pipeline import read_options as pipeline_read_options
+from flexseg.data.readers import options_from_config
 from flexseg.data.synthetic import build_synthetic_dataset
 from flexseg.errors import FlexsegError
 from flexseg.training.losses import get_loss
@@ -23,8 +25,6 @@ from flexseg.training.optimizers import build_optimizer, build_schedule
 
 log = logging.getLogger(__name__)
 MAX_LOGGED = 16  # infer/tiled outputs copied into MLflow; the folder holds them all
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def seed_everything(seed: int) -> None:
@@ -53,35 +53,26 @@ def display_palette(cfg: Config):  # type: ignore[no-untyped-def]
 
 
 def read_options(cfg: Config) -> ReadOptions:
-    """How this config's dataset files become model input (formats, colours, bad-file policy)."""
-    return pipeline_read_options(cfg.dataset, cfg.model.image_channels)
+    """How this config's dataset files become model input (formats, colours, tolerance, bad-file policy)."""
+    image, mask = options_from_config(cfg.dataset, cfg.model.image_channels)
+    return ReadOptions(image, mask, cfg.dataset.max_unmatched, cfg.dataset.on_bad_file)
 
 
-def _choice(key: str, value: object, choices: tuple[str, ...]) -> str:
-    """`value` lowercased (Hydra turns `true` into the string 'True' for str keys); FlexsegError if not a choice."""
-    text = str(value).lower()
-    if text not in choices:
-        raise FlexsegError(f"{key}={value!r} is unknown; use one of {', '.join(choices)}.")
-    return text
-
-
-def jit_compile_option(value: str) -> bool | str:
+def jit_compile_option(value: JitCompile) -> bool | str:
     """`train.jit_compile` -> the `model.compile(jit_compile=...)` argument."""
-    choice = _choice("train.jit_compile", value, ("auto", "true", "false"))
-    return {"auto": "auto", "true": True, "false": False}[choice]
+    return {JitCompile.auto: "auto", JitCompile.true: True, JitCompile.false: False}[JitCompile(value)]
 
 
 @contextlib.contextmanager
-def precision_policy(name: str) -> Iterator[None]:
+def precision_policy(name: Precision) -> Iterator[None]:
     """Set Keras's global dtype policy (`train.precision`) for building a model; restore it after.
 
     mixed_float16 / mixed_bfloat16 compute in 16 bits and keep variables in float32 (Keras wraps
     the optimizer in a LossScaleOptimizer for float16). They pay off on GPUs with tensor cores;
     on CPU they run, mostly slower. The model's output layer stays float32.
     """
-    policy = _choice("train.precision", name, PRECISIONS)
     previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy(Precision(name).value)
     try:
         yield
     finally:
@@ -162,12 +153,6 @@ def load_checkpoint(path: Path) -> keras.Model:
         raise FlexsegError(f"Cannot load the model '{path}': {err}. Is it a .keras file written by flexseg?") from err
 
 
-def model_input_size(model: keras.Model) -> tuple[int, int, int]:
-    """(height, width, channels) the loaded model was built for."""
-    _, h, w, c = model.input_shape
-    return int(h), int(w), int(c)
-
-
 def run_tags(cfg: Config, mode: str, run_dir: Path) -> dict[str, str]:
     return {
         "mode": mode,
@@ -178,19 +163,17 @@ def run_tags(cfg: Config, mode: str, run_dir: Path) -> dict[str, str]:
     }
 
 
-def with_input_size(model: keras.Model, height: int, width: int) -> keras.Model:
-    """The same fully convolutional model (shared weights) rebuilt for another input size."""
-    if model_input_size(model)[:2] == (height, width):
-        return model
-    config = model.get_config()
-    for layer in config["layers"]:
-        if layer["class_name"] == "InputLayer":
-            shape = list(layer["config"]["batch_shape"])
-            shape[1:3] = [height, width]
-            layer["config"]["batch_shape"] = tuple(shape)
-    resized = model.__class__.from_config(config)
-    resized.set_weights(model.get_weights())
-    return resized
+@contextlib.contextmanager
+def evaluation_run(cfg: Config, mode: str, ctx: RunContext, exp_id: str, train_run_id: str | None) -> Iterator[str]:
+    """The MLflow run that eval/infer/tiled log into; yields its id.
+
+    For a checkpoint of a training run it is a child of that run (`mlflow.parentRunId`): the
+    training run is never reopened, so a failure here cannot change its status (`ckpt=latest` keeps
+    finding it). For a checkpoint file it is a run of its own.
+    """
+    with tracking.start_run(exp_id, run_name=mode, tags=run_tags(cfg, mode, ctx.run_dir),
+                            parent_run_id=train_run_id) as run_id:
+        yield run_id
 
 
 def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:

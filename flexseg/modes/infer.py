@@ -1,30 +1,28 @@
-"""`flexseg mode=infer`: a folder of images of any size -> colour masks + overlays at original size."""
+"""`flexseg mode=infer`: a folder of images of any size -> colour masks + overlays at original size.
+
+Each image is predicted at the model size and its probabilities resized back to the image's size
+before taking labels (`flexseg.inference.predict.predict_full_size`, as eval's original-size scores).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from flexseg import tracking
-from flexseg.reporting import viz
 from flexseg.config.schemas import Config
 from flexseg.context import RunContext
 from flexseg.data.discovery import build_split, list_image_files
 from flexseg.data.pipeline import build_image_dataset
-from flexseg.scoring import labels_from_probs
+from flexseg.inference.image_io import read_rgb
+from flexseg.inference.predict import Predictor, predict_full_size
 from flexseg.modes import common
+from flexseg.reporting import viz
 
 log = logging.getLogger(__name__)
-
-
-def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w, K) probabilities -> (height, width, K), bilinear per channel (argmax after, not before)."""
-    out = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)
-    return out[..., None] if out.ndim == 2 else out
 
 
 def write_outputs(out_dir: Path, name: str, image: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> None:
@@ -37,7 +35,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Predict every image of `infer.images_dir` in batches; write colour masks and overlays."""
     common.prepare_dataset(cfg.dataset)
     model, _, run_id, exp_id = common.load_for_config(cfg)
-    h, w, c = common.model_input_size(model)
+    predictor = Predictor(model, cfg.infer.batch_size)
+    h, w, c = predictor.input_size
     if cfg.infer.images_dir:
         images_dir = Path(cfg.infer.images_dir)
         files = list_image_files(images_dir, "infer.images_dir")
@@ -51,16 +50,14 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     done = 0
     with tqdm(total=len(files), desc="infer", unit="img") as bar:
         for batch in ds:
-            probs = np.asarray(model.predict_on_batch(batch))
-            for p in probs:
-                path = files[done]
-                image = viz.read_rgb(path)
-                full = resize_probabilities(p, image.shape[0], image.shape[1])
-                write_outputs(out_dir, path.stem, image, labels_from_probs(full[None])[0], pal)
-                done += 1
-            bar.update(len(probs))
-    tags = None if run_id else common.run_tags(cfg, "infer", ctx.run_dir)
-    with tracking.start_run(exp_id, run_id=run_id, tags=tags):
+            paths = files[done : done + len(batch)]
+            images = [read_rgb(path) for path in paths]
+            _, labels = predict_full_size(predictor, batch.numpy(), [image.shape[:2] for image in images])
+            for path, image, lab in zip(paths, images, labels):
+                write_outputs(out_dir, path.stem, image, lab, pal)
+            done += len(paths)
+            bar.update(len(paths))
+    with common.evaluation_run(cfg, "infer", ctx, exp_id, run_id):
         for path in files[:common.MAX_LOGGED]:
             tracking.log_artifact(out_dir / "overlays" / f"{path.stem}.png", "infer/overlays")
     log.info("inferred %d images from %s; masks and overlays in %s", done, images_dir, out_dir)

@@ -11,7 +11,7 @@ from flexseg import tracking
 from flexseg.reporting import viz
 from flexseg.config.schemas import Config
 from flexseg.data.augment import build_augment
-from flexseg.data.discovery import SPLITS, build_split
+from flexseg.data.discovery import build_split
 from flexseg.data.pipeline import build_dataset
 from flexseg.scoring import labels_from_probs
 from flexseg.context import RunContext
@@ -57,14 +57,12 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
             f"preview.count={p.count}, preview.columns={p.columns}, preview.panel_size={p.panel_size}: "
             "count and columns must be at least 1, panel_size at least 16."
         )
-    if p.split not in SPLITS:
-        raise FlexsegError(f"preview.split='{p.split}' is unknown; use one of {', '.join(SPLITS)}.")
     common.seed_everything(cfg.seed)
     common.prepare_dataset(cfg.dataset)
     augment = build_augment(cfg.augment)
     if augment is None:
         log.warning("augment=%s turns every op off: the preview shows the images unchanged", cfg.augment.name)
-    split = build_split(cfg.dataset, p.split)
+    split = build_split(cfg.dataset, p.split.value)
     pal = common.palette(cfg)
     # As training reads its first epoch (shuffled, seeded; repeated for count > pairs), with one-hot
     # targets to recover the labels.

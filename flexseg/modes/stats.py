@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from flexseg import tracking
 from flexseg.config.schemas import Config
-from flexseg.data.discovery import SPLITS, scan_split
+from flexseg.data.discovery import scan_split
 from flexseg.data.readers import options_from_config
 from flexseg.data.stats import SplitStats, compute_split_stats, plot_class_stats, stats_rows
 from flexseg.context import RunContext
@@ -37,13 +37,10 @@ def _log_table(all_stats: list[SplitStats]) -> None:
 def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Check and describe the splits of `cfg.dataset`; raises FlexsegError when problems were found."""
     common.prepare_dataset(cfg.dataset)
-    unknown = [s for s in cfg.stats.splits if s not in SPLITS]
-    if unknown:
-        raise FlexsegError(f"stats.splits has unknown split(s) {unknown}; use some of {', '.join(SPLITS)}.")
     image_opts, mask_opts = options_from_config(cfg.dataset, cfg.model.image_channels)
     out = ctx.run_dir / "stats"
     out.mkdir(parents=True, exist_ok=True)
-    scans = [scan_split(cfg.dataset, s) for s in cfg.stats.splits]
+    scans = [scan_split(cfg.dataset, s.value) for s in cfg.stats.splits]
     with tqdm(total=sum(len(scan.split) for scan in scans), desc="stats", unit="pair") as bar:
         all_stats = [compute_split_stats(cfg.dataset, scan, image_opts, mask_opts, cfg.stats.workers, bar.update)
                      for scan in scans]

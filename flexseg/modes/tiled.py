@@ -1,8 +1,8 @@
 """`flexseg mode=tiled`: large images -> blended sliding-window prediction -> full-size masks + overlays.
 
-Each image streams through ``tiled_stream.segment_file`` (read lazily, predicted in bands, written
-band by band), so whole-slide TIFFs run in memory bounded by their width. With masks, per-image
-dice/IoU go to ``tiled_metrics.csv``.
+Each image streams through ``flexseg.inference.segment.segment_file`` (read lazily, predicted in
+bands, written band by band), so whole-slide TIFFs run in memory bounded by their width. With masks
+(decoded and checked as training reads them), per-image dice/IoU go to ``tiled_metrics.csv``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from tqdm import tqdm
 from flexseg import tracking
 from flexseg.config.schemas import Config
 from flexseg.context import RunContext
-from flexseg.errors import FlexsegError
-from flexseg.scoring import image_scores
+from flexseg.data.discovery import list_image_files
+from flexseg.inference.predict import Predictor
+from flexseg.inference.segment import TiledOptions, segment_file
+from flexseg.inference.sliding_window import resolve_overlap
 from flexseg.modes import common
 from flexseg.reporting.tables import write_table
-from flexseg.inference.image_io import INPUT_SUFFIXES, list_inputs
-from flexseg.inference.segment import TiledOptions, batch_predictor, segment_file
-from flexseg.inference.sliding_window import resolve_overlap
+from flexseg.scoring import image_scores
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,13 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     common.prepare_dataset(cfg.dataset)
     model, _, run_id, exp_id = common.load_for_config(cfg)
     t = cfg.tiling
-    model = common.with_input_size(model, t.tile_size, t.tile_size)
+    predictor = Predictor(model, t.batch_size).at_size(t.tile_size, t.tile_size)
     images_dir, masks_dir = _default_dirs(cfg)
-    files = sorted(list_inputs(images_dir, "tiling.images_dir").values())
-    if not files:
-        raise FlexsegError(f"tiling.images_dir: folder '{images_dir}' holds no images ({', '.join(INPUT_SUFFIXES)}).")
-    masks = list_inputs(masks_dir, "tiling.masks_dir") if masks_dir else {}
+    files = list_image_files(images_dir, "tiling.images_dir")
+    masks = {p.stem: p for p in list_image_files(masks_dir, "tiling.masks_dir", allow_empty=True)} if masks_dir else {}
     out_dir = Path(t.output_dir) if t.output_dir else ctx.run_dir / "tiled"
     pal, names, read = common.display_palette(cfg), common.class_names(cfg), common.read_options(cfg)
     options = TiledOptions(t.tile_size, t.overlap, t.batch_size, t.blend, t.tta, t.output_format, t.save_probabilities)
-    predictor = batch_predictor(model.predict_on_batch, t.batch_size)
 
     rows: list[dict[str, float | str]] = []
     confusion = np.zeros((len(names), len(names)), np.int64)
@@ -63,7 +60,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
         started = time.perf_counter()
         with tqdm(desc=f"tiled {path.name}", unit="tile") as bar:
             result = segment_file(path, predictor, options, read.image, pal, out_dir, masks.get(path.stem),
-                                  progress=bar.update, on_start=bar.reset, mask_options=read.mask)
+                                  progress=bar.update, on_start=bar.reset, mask_options=read.mask,
+                                  max_unmatched=read.max_unmatched)
         seconds = time.perf_counter() - started
         height, width = result.shape
         log.info("%s: %dx%d, %d tiles%s in %.1f s (%.2f MP/s) -> %s", path.name, width, height, result.tiles,
@@ -79,12 +77,13 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
         results["mean_foreground_dice"] = float(total["mean_foreground_dice"])
         results["mean_foreground_iou"] = float(total["mean_foreground_iou"])
         write_table(out_dir / "tiled_metrics.csv", list(total), [list(r.values()) for r in [*rows, total]])
-    tags = None if run_id else common.run_tags(cfg, "tiled", ctx.run_dir)
-    with tracking.start_run(exp_id, run_id=run_id, tags=tags):
-        if rows:
-            tracking.log_metrics({f"tiled_{k}": results[k] for k in ("mean_foreground_dice", "mean_foreground_iou")})
+    scores = {f"tiled_{k}": results[k] for k in ("mean_foreground_dice", "mean_foreground_iou") if k in results}
+    with common.evaluation_run(cfg, "tiled", ctx, exp_id, run_id):
+        tracking.log_metrics(scores)
         for overlay in logged:  # TIFF outputs (large images) stay in the folder only
             tracking.log_artifact(overlay, "tiled/overlays")
+    if run_id and scores:  # the scores also on the training run, to compare training runs by them
+        tracking.log_metrics_to(run_id, scores)
     log.info("tiled %d images (tile %d, overlap %d px, blend %s%s) from %s; outputs in %s", len(files), t.tile_size,
              resolve_overlap(t.overlap, t.tile_size), t.blend, ", flip TTA" if t.tta else "", images_dir, out_dir)
     if rows:

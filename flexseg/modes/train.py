@@ -17,7 +17,6 @@ import keras
 import numpy as np
 
 from flexseg import tracking
-from flexseg.reporting import viz
 from flexseg.training.callbacks import (
     BestCheckpoint,
     CsvLogger,
@@ -31,17 +30,25 @@ from flexseg.training.callbacks import (
     save_model_atomic,
 )
 from flexseg.training.callbacks.state import best_value
+from flexseg.config.choices import LRSchedule
 from flexseg.config.schemas import Config
-from flexseg.data.discovery import IMAGE_EXTS, build_split
+from flexseg.data.discovery import IMAGE_EXTS, Split, build_split
 from flexseg.data.augment import build_augment
 from flexseg.data.pipeline import build_dataset
-from flexseg.data.readers import convert_image
+from flexseg.data.readers import convert_image, read_pixels, to_uint8
 from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
 from flexseg.training.metrics import metric_log_names
 from flexseg.models.registry import build_model
 from flexseg.modes import common
-from flexseg.training.resume import ResumePoint, check_compatible, find_resume_point, restore_model, training_lock
+from flexseg.training.resume import (
+    ResumePoint,
+    check_compatible,
+    config_hash,
+    find_resume_point,
+    restore_model,
+    training_lock,
+)
 
 log = logging.getLogger(__name__)
 ARTIFACTS = ("train_losses.csv", "train_metrics.csv", "train_losses.png", "train_metrics.png")
@@ -93,7 +100,7 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
         raise FlexsegError(f"callbacks.tiled_every={c.tiled_every}; it must be at least 1 (1 = every epoch).")
     mode = monitor_mode(c.monitor)
     stateful: dict[str, keras.callbacks.Callback] = {}
-    if c.reduce_lr and str(t.lr_schedule) != "constant":
+    if c.reduce_lr and t.lr_schedule != LRSchedule.constant:
         log.warning("callbacks.reduce_lr is ignored: train.lr_schedule=%s sets the learning rate every step",
                     t.lr_schedule)
     elif c.reduce_lr:
@@ -120,13 +127,22 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
         images, targets = _sample_batch(infer_ds, c.num_infer_images)
         cbs.append(EpochInference(images, targets, pal, run_dir / "epoch_change_infer", log_image))
     if c.epoch_change_tiled and tiled_image is not None:
-        tl = cfg.tiling
+        tl, pixels = cfg.tiling, read_pixels(tiled_image)  # read as training reads images
         cbs.append(EpochTiledInference(
-            viz.read_rgb(tiled_image), lambda rgb: convert_image(rgb, common.read_options(cfg).image), pal,
-            run_dir / "epoch_change_tiled",
-            lambda model: common.with_input_size(model, tl.tile_size, tl.tile_size),
-            tl.tile_size, tl.overlap, tl.batch_size, tl.blend, log_image, every=c.tiled_every))
+            to_uint8(pixels), convert_image(pixels, common.read_options(cfg).image), pal,
+            run_dir / "epoch_change_tiled", tl.tile_size, tl.overlap, tl.batch_size, tl.blend, log_image,
+            every=c.tiled_every))
     return cbs
+
+
+def epoch_infer_split(cfg: Config, valid: Split) -> Split:
+    """The split `callbacks.epoch_change_infer` pictures: test, else (said in the log) validation."""
+    try:
+        return build_split(cfg.dataset, "test")
+    except FlexsegError as err:  # the reference shows mini_test images; validation is the next best
+        log.warning("callbacks.epoch_change_infer: no usable test split (%s); picturing validation images "
+                    "instead", str(err).splitlines()[0])
+        return valid
 
 
 def _recorder(callbacks: list[keras.callbacks.Callback]) -> EpochRecorder:
@@ -144,7 +160,7 @@ def _start_or_resume(
     cfg: Config, ctx: RunContext, exp_id: str
 ) -> tuple[Path, TrainingState, Optional[ResumePoint]]:
     """(run dir, state, resume point): this call's dir and a fresh state, or those of the run to continue."""
-    point = find_resume_point(cfg.train.resume, cfg.train.resume_dir, exp_id, cfg.tracking.experiment)
+    point = find_resume_point(cfg.train.resume, cfg.train.resume_dir, exp_id, cfg.tracking.experiment, ctx.config_yaml)
     if point is None:
         return ctx.run_dir, TrainingState(), None
     check_compatible(point.run_dir, ctx.config_yaml)
@@ -177,11 +193,10 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
                              shuffle_buffer=t.shuffle_buffer, augment=augment, options=opts, cache=cfg.dataset.cache)
     valid_ds = build_dataset(splits["valid"], pal, size, m.image_channels, m.num_classes, t.batch_size,
                              repeat=t.validation_steps is not None, options=opts, cache=cfg.dataset.cache)
-    try:
-        infer_split = build_split(cfg.dataset, "test")
-    except FlexsegError:  # no test split: the reference shows mini_test images, validation is the next best
-        infer_split = splits["valid"]
-    infer_ds = build_dataset(infer_split, pal, size, m.image_channels, m.num_classes, 1, options=opts)
+    infer_ds = None
+    if cfg.callbacks.epoch_change_infer and cfg.callbacks.num_infer_images > 0:
+        infer_ds = build_dataset(epoch_infer_split(cfg, splits["valid"]), pal, size, m.image_channels,
+                                 m.num_classes, 1, options=opts)
     steps_per_epoch = t.steps_per_epoch or math.ceil(len(splits["train"]) / t.batch_size)
 
     with training_lock(run_dir), common.precision_policy(t.precision):
@@ -191,7 +206,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
             restore_model(model, point)
         log.info("model %s: %.3f M parameters, precision %s", m.name, model.count_params() / 1e6, t.precision)
         run_dir.mkdir(parents=True, exist_ok=True)
-        tags = common.run_tags(cfg, "train", run_dir)
+        tags = {**common.run_tags(cfg, "train", run_dir), "config_hash": config_hash(ctx.config_yaml)}
         with tracking.start_run(exp_id, run_id=state.run_id, tags=None if point else tags) as run_id:
             state.run_id = run_id
             if point is None:

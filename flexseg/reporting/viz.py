@@ -9,37 +9,46 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from flexseg.data.readers import rgb_pixels, to_uint8
 from flexseg.errors import FlexsegError
+
+
+OVERLAY_ALPHA = 0.45
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
     """(H, W) class indices -> (H, W, 3) uint8 RGB colour mask."""
-    return palette[labels]
+    return np.take(palette, labels, axis=0)
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = OVERLAY_ALPHA,
+            colour: np.ndarray | None = None) -> np.ndarray:
     """Blend class colours over an RGB uint8 image where the class is not background.
+
+    ``(1 - alpha) * image + alpha * colour`` in uint8 (OpenCV, rounded to nearest): it runs once per
+    band of a gigapixel image in `mode=tiled`, ~4x faster than in float32.
 
     Args:
         image: (H, W, 3) uint8 RGB.
         labels: (H, W) class indices.
         palette: (K, 3) uint8.
+        alpha: Weight of the class colour.
+        colour: ``colorize(labels, palette)`` when the caller has it already.
+
+    Returns:
+        (H, W, 3) uint8 RGB; background pixels (class 0) are the image's own.
     """
-    colour = colorize(labels, palette).astype(np.float32)
-    out = image.astype(np.float32)
-    fg = labels > 0
-    out[fg] = (1 - alpha) * out[fg] + alpha * colour[fg]
-    return out.round().astype(np.uint8)
+    colour = colorize(labels, palette) if colour is None else colour
+    colour = np.ascontiguousarray(colour, dtype=np.uint8)
+    blended = cv2.addWeighted(np.ascontiguousarray(image, dtype=np.uint8), 1 - alpha, colour, alpha, 0)
+    out = image.copy()
+    np.copyto(out, blended, where=(labels > 0)[..., None])
+    return out
 
 
 def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
-    """(H, W, C) float in [0, 1] (C = 1 or 3, or more: first 3 shown) -> (H, W, 3) uint8."""
-    img = np.clip(image * 255.0, 0, 255).round().astype(np.uint8)
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-    return img[..., :3]
+    """(H, W, C) float model input in [0, 1] (C = 1 or 3, or more: first 3 shown) -> (H, W, 3) uint8."""
+    return to_uint8(rgb_pixels(image, scale=1.0))
 
 
 def build_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], pad: int = 4) -> np.ndarray:
@@ -60,23 +69,6 @@ def build_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], pad:
             y, x = bar + r * (h + pad), c * (w + pad)
             grid[y : y + h, x : x + w] = panel
     return grid
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB (8-bit view of 16-bit files).
-
-    Raises:
-        FlexsegError: naming the file when it cannot be decoded.
-    """
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise FlexsegError(f"Cannot read image '{path}': not an image file or corrupt. Replace or remove it.")
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(img, code)
 
 
 def write_rgb(path: Path, image: np.ndarray) -> Path:

@@ -2,7 +2,8 @@
 
 Values are parsed with `ast.literal_eval` (numbers, strings, tuples, lists, dicts, booleans) —
 never evaluated as code. Keys with no flexseg equivalent are reported, split into those that need
-none (output folders, backups, ...) and those this converter does not know.
+none (output folders, backups, ...) and those this converter does not know; so is a value flexseg
+cannot take (text where a number belongs), which is left out.
 
     flexseg-import-ini path/to/train_eval_infer.config -o experiments/my_exp.yaml [--names bg,a,b]
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from flexseg.config.validation import schema_keys
 
 # Reference keys with no flexseg equivalent needed: folders (Hydra's run dir holds the outputs),
 # backups, debug switches, dataset class names of the reference code.
@@ -38,7 +41,7 @@ ALIASES = {"alpah": "alpha", "sigmoids": "sigma", "reduer_patience": "reducer_pa
 AUG_P = {"hflip": 0.15, "vflip": 0.15, "rotation": 0.2, "shrink": 0.05, "shear": 0.2, "deformation": 0.05,
          "distortion": 0.05, "barrdistortion": 0.25, "pincdistortion": 0.25, "sharpening": 0.1, "brightening": 0.1}
 # The reference filters 3-channel elastic noise in 3-D, which shrinks the field: alpha 1300 there
-# moves pixels as far as alpha 110 in our 2-D elastic op (see flexseg.config.schemas.ElasticConfig).
+# moves pixels as far as alpha 110 in our 2-D elastic op (see flexseg.config.augment.ElasticConfig).
 ELASTIC_ALPHA_SCALE = 110.0 / 1300.0
 
 
@@ -59,6 +62,7 @@ class Conversion:
     defaults: list[dict[str, str]] = field(default_factory=list)
     not_needed: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)  # values of known keys that flexseg cannot take
 
     def set(self, key: str, value: Any) -> None:
         node = self.values
@@ -205,9 +209,15 @@ def convert_ini(text: str, base: Path = Path("."), names: list[str] | None = Non
     _convert_model(ini, out)
     _convert_data(ini, out, base, names)
     _convert_augment(ini, out)
+    types = schema_keys()
     for (section, key), target in SIMPLE.items():
         if key in ini.get(section, {}):
-            out.set(target, ini[section][key])
+            value = ini[section][key]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if types[target] in (int, float) and value is not None and not number:
+                out.invalid.append(f"[{section}] {key} = {value!r} (not a number)")
+                continue
+            out.set(target, value)
     out.set("tracking.experiment", name)
     out.set("dataset.name", name)
     for section, values in ini.items():
@@ -226,6 +236,8 @@ def to_yaml(conv: Conversion, source: str) -> str:
     lines = ["# @package _global_", f"# Imported from {source} by flexseg-import-ini."]
     if conv.unknown:
         lines.append("# Keys not carried over (unknown to the converter): " + ", ".join(conv.unknown))
+    if conv.invalid:
+        lines.append("# Values not carried over: " + ", ".join(conv.invalid))
     return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
 
 
@@ -261,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         print("not needed in flexseg (outputs live in the run dir): " + ", ".join(conv.not_needed), file=sys.stderr)
     if conv.unknown:
         print("unknown keys, not carried over: " + ", ".join(conv.unknown), file=sys.stderr)
+    if conv.invalid:
+        print("values not carried over: " + ", ".join(conv.invalid), file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,7 @@ from flexseg.errors import FlexsegError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ARTIFACT = "checkpoints/best.keras"
+PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 
 
 def resolve_uri(uri: str) -> str:
@@ -80,9 +81,19 @@ def git_commit() -> str:
 
 @contextlib.contextmanager
 def start_run(
-    experiment_id: str, run_id: str | None = None, run_name: str | None = None, tags: dict[str, str] | None = None
+    experiment_id: str,
+    run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
 ) -> Iterator[str]:
-    """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception."""
+    """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception.
+
+    With `parent_run_id` the new run is a child of that run (tag `mlflow.parentRunId`, shown nested in
+    the MLflow UI); the parent is neither reopened nor ended, so its status never changes.
+    """
+    if parent_run_id is not None:
+        tags = {**(tags or {}), PARENT_TAG: parent_run_id}
     try:
         run = mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name, tags=tags)
     except mlflow.exceptions.MlflowException as err:
@@ -111,6 +122,19 @@ def log_params(params: dict[str, str]) -> None:
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_metrics_to(run_id: str, metrics: dict[str, float]) -> None:
+    """Log `metrics` into another run (e.g. test scores into the training run) without reopening it.
+
+    The run's status and end time stay as they are; non-finite values are left out.
+    """
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)]
+    if batch:
+        MlflowClient().log_batch(run_id, metrics=batch)
 
 
 def log_image(image: np.ndarray, key: str, step: int) -> None:
@@ -147,13 +171,17 @@ def find_latest_training_run(experiment_id: str) -> str | None:
 
 
 def training_runs(experiment_id: str, max_results: int = 50) -> list[dict[str, str]]:
-    """Training runs of the experiment, newest first: `run_id`, `status`, `run_dir` (tag, may be '')."""
+    """Training runs of the experiment, newest first.
+
+    Returns:
+        One dict per run: `run_id`, `status`, `run_dir` and `config_hash` (tags; '' when absent).
+    """
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id], filter_string="tags.mode = 'train'",
         order_by=["attributes.start_time DESC"], max_results=max_results, output_format="list",
     )
-    return [{"run_id": r.info.run_id, "status": r.info.status, "run_dir": r.data.tags.get("run_dir", "")}
-            for r in runs]
+    return [{"run_id": r.info.run_id, "status": r.info.status, "run_dir": r.data.tags.get("run_dir", ""),
+             "config_hash": r.data.tags.get("config_hash", "")} for r in runs]
 
 
 def log_missing_metrics(run_id: str, history: list[dict[str, float]]) -> int:

@@ -11,48 +11,48 @@ from typing import Any, Callable, Optional
 
 import keras
 
+from flexseg.config.choices import LRSchedule, OptimizerName
 from flexseg.errors import FlexsegError
 
-OPTIMIZERS: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
-    "adam": keras.optimizers.Adam,
-    "adamw": keras.optimizers.AdamW,
-    "sgd": keras.optimizers.SGD,
+OPTIMIZERS: dict[OptimizerName, Callable[..., keras.optimizers.Optimizer]] = {
+    OptimizerName.adam: keras.optimizers.Adam,
+    OptimizerName.adamw: keras.optimizers.AdamW,
+    OptimizerName.sgd: keras.optimizers.SGD,
 }
-LR_SCHEDULES = ("constant", "cosine", "polynomial")
 
 
 def build_schedule(
-    name: str, learning_rate: float, total_steps: int, end_learning_rate: float = 0.0, power: float = 1.0
+    name: LRSchedule | str, learning_rate: float, total_steps: int, end_learning_rate: float = 0.0, power: float = 1.0
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The learning rate (a float) or a per-step schedule from ``train.lr_schedule``.
 
     Args:
         name: ``constant`` | ``cosine`` (``CosineDecay`` to ``end_learning_rate``) |
-            ``polynomial`` (``PolynomialDecay`` with ``power``; 1 is linear).
+            ``polynomial`` (``PolynomialDecay`` with ``power``; 1 is linear); an `LRSchedule`.
         learning_rate: Initial rate.
         total_steps: Optimizer steps of the whole training (epochs x steps per epoch).
         end_learning_rate: Rate reached at ``total_steps``.
         power: Exponent of the polynomial decay.
 
     Raises:
-        FlexsegError: Unknown name, or an end rate above the initial one.
+        ValueError: ``name`` is not an `LRSchedule` (the config cannot hold one).
+        FlexsegError: An end rate above the initial one.
     """
-    if name not in LR_SCHEDULES:
-        raise FlexsegError(f"train.lr_schedule='{name}' is unknown; available: {', '.join(LR_SCHEDULES)}.")
-    if name == "constant":
+    name = LRSchedule(name)
+    if name == LRSchedule.constant:
         return learning_rate
     if not 0 <= end_learning_rate <= learning_rate:
         raise FlexsegError(
             f"train.end_learning_rate={end_learning_rate} must lie in [0, train.learning_rate={learning_rate}]."
         )
     steps = max(int(total_steps), 1)
-    if name == "cosine":
+    if name == LRSchedule.cosine:
         return keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=end_learning_rate / learning_rate)
     return keras.optimizers.schedules.PolynomialDecay(learning_rate, steps, end_learning_rate, power=power)
 
 
 def build_optimizer(
-    name: str,
+    name: OptimizerName | str,
     learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     clipvalue: Optional[float] = None,
     clipnorm: Optional[float] = None,
@@ -63,7 +63,7 @@ def build_optimizer(
     """An optimizer from ``train.optimizer`` and its options.
 
     Args:
-        name: A key of ``OPTIMIZERS``.
+        name: An `OptimizerName`, a key of ``OPTIMIZERS``.
         learning_rate: A float or a schedule (see ``build_schedule``).
         clipvalue: Clip every gradient element to [-clipvalue, clipvalue].
         clipnorm: Clip every gradient tensor to this L2 norm.
@@ -72,10 +72,10 @@ def build_optimizer(
         momentum, nesterov: SGD only (other optimizers ignore them).
 
     Raises:
-        FlexsegError: Unknown name, or clipvalue and clipnorm both set.
+        ValueError: ``name`` is not an `OptimizerName` (the config cannot hold one).
+        FlexsegError: clipvalue and clipnorm both set, or a negative value.
     """
-    if name not in OPTIMIZERS:
-        raise FlexsegError(f"train.optimizer='{name}' is unknown; available: {', '.join(OPTIMIZERS)}.")
+    name = OptimizerName(name)
     kwargs: dict[str, Any] = {"learning_rate": learning_rate}
     if clipvalue is not None and clipnorm is not None:
         raise FlexsegError(
@@ -86,6 +86,6 @@ def build_optimizer(
             if value < 0:
                 raise FlexsegError(f"train.{key}={value} must be >= 0.")
             kwargs[key] = value
-    if name == "sgd":
+    if name == OptimizerName.sgd:
         kwargs.update(momentum=momentum, nesterov=nesterov)
     return OPTIMIZERS[name](**kwargs)

@@ -10,6 +10,7 @@ finish, and starts a new run otherwise.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -22,15 +23,15 @@ import keras
 from omegaconf import OmegaConf
 
 from flexseg import tracking
+from flexseg.config.choices import Resume
 from flexseg.training.callbacks.state import LAST_CHECKPOINT, STATE_FILE, TrainingState, read_state
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)
 
-RESUME_CHOICES = ("false", "true", "auto")
 LOCK_FILE = "train.lock"  # in checkpoints/: pid + host of the process training the run dir
-# Config sections that must match for the saved weights to fit the model this config builds.
-MUST_MATCH = ("model", "dataset.classes")
+# The only keys a resumed training may change: everything else must be what the run was trained with.
+RESUME_FREE = ("train.epochs", "train.resume", "train.resume_dir")
 
 
 @dataclass
@@ -42,7 +43,8 @@ class ResumePoint:
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / LAST_CHECKPOINT
+        """The model file committed together with `state` (older states: `last.keras`)."""
+        return self.run_dir / "checkpoints" / (self.state.checkpoint or LAST_CHECKPOINT)
 
 
 def _state_path(run_dir: Path) -> Path:
@@ -83,18 +85,15 @@ def training_lock(run_dir: Path) -> Iterator[None]:
 
 
 def find_resume_point(
-    resume: str, resume_dir: Optional[str], experiment_id: str, experiment: str
+    resume: Resume, resume_dir: Optional[str], experiment_id: str, experiment: str, config_yaml: str = ""
 ) -> Optional[ResumePoint]:
     """The run `train.resume` / `train.resume_dir` ask to continue, or None for a new run.
 
     Raises:
-        FlexsegError: An unknown `train.resume` value; `resume_dir` without a state; `true` with
-            nothing to resume.
+        FlexsegError: `resume_dir` without a state; `true` with nothing to resume.
     """
-    mode = str(resume).lower()
-    if mode not in RESUME_CHOICES:
-        raise FlexsegError(f"train.resume={resume!r} is unknown; use one of {', '.join(RESUME_CHOICES)}.")
-    if mode == "false":
+    mode = Resume(resume)
+    if mode == Resume.false:
         return None
     if resume_dir:
         run_dir = Path(resume_dir).resolve()
@@ -102,10 +101,9 @@ def find_resume_point(
             raise FlexsegError(f"train.resume_dir='{resume_dir}' has no checkpoints/{STATE_FILE}; give the run dir of "
                                "a training that ran with callbacks.last_checkpoint=true.")
     else:
-        dirs = [Path(r["run_dir"]) for r in tracking.training_runs(experiment_id) if r["run_dir"]]
-        found = [d for d in dirs if _state_path(d).is_file()]
-        if not found:
-            if mode == "true":
+        runs = [r for r in tracking.training_runs(experiment_id) if r["run_dir"] and _state_path(Path(r["run_dir"])).is_file()]
+        if not runs:
+            if mode == Resume.true:
                 raise FlexsegError(
                     f"train.resume=true: no training run of the MLflow experiment '{experiment}' has "
                     f"checkpoints/{STATE_FILE} on this machine. Set train.resume_dir=<run dir>, or train.resume=auto "
@@ -113,30 +111,78 @@ def find_resume_point(
                 )
             log.info("train.resume=auto: nothing to resume in experiment '%s'; starting a new run", experiment)
             return None
-        run_dir = found[0]
+        wanted = config_hash(config_yaml)
+        same = [r for r in runs if (r["config_hash"] or _saved_hash(Path(r["run_dir"]))) == wanted]
+        if not same:  # e.g. another job of a sweep: never continue a run with other settings
+            newest = Path(runs[0]["run_dir"])
+            diffs = "; ".join(config_differences(_saved_yaml(newest), config_yaml)[:8])
+            if mode == Resume.true:
+                raise FlexsegError(
+                    f"train.resume=true: no training run of the MLflow experiment '{experiment}' was trained with "
+                    f"this config (only {', '.join(RESUME_FREE)} may change); the newest, {newest}, differs in: "
+                    f"{diffs}. Use its settings, name a run with train.resume_dir=<run dir>, or start anew with "
+                    "train.resume=false."
+                )
+            log.info("train.resume=auto: no run of experiment '%s' has this config (the newest, %s, differs in: %s); "
+                     "starting a new run", experiment, newest, diffs)
+            return None
+        run_dir = Path(same[0]["run_dir"])
     owner = live_owner(run_dir)
     if owner is not None:
-        if mode == "auto" and not resume_dir:
+        if mode == Resume.auto and not resume_dir:
             log.info("train.resume=auto: the newest run (%s) is being trained by process %d; starting a new run",
                      run_dir, owner)
             return None
         raise FlexsegError(f"train.resume: {run_dir} is still being trained by process {owner} on this machine; "
                            "wait for it, or stop it first.")
     state = read_state(_state_path(run_dir))
-    if mode == "auto" and state.finished:
+    if mode == Resume.auto and state.finished:
         log.info("train.resume=auto: the newest run (%s) finished; starting a new run", run_dir)
         return None
     return ResumePoint(run_dir, state)
 
 
-def _section(tree: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    return tree
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}
+
+
+def _comparable(config_yaml: str) -> dict[str, Any]:
+    """{dotted key: value} of a resolved config YAML, without the keys a resume may change."""
+    tree = OmegaConf.to_container(OmegaConf.create(config_yaml or "{}"), resolve=False)
+    flat = _flatten(tree)
+    return {k: v for k, v in flat.items() if not any(k == f or k.startswith(f + ".") for f in RESUME_FREE)}
+
+
+def config_hash(config_yaml: str) -> str:
+    """Hash of a training's resolved config, `RESUME_FREE` keys left out (tag `config_hash` of its run)."""
+    text = json.dumps(_comparable(config_yaml), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_differences(saved_yaml: str, current_yaml: str) -> list[str]:
+    """`key: trained A, now B` for every key (besides `RESUME_FREE`) whose value differs."""
+    a, b = _comparable(saved_yaml), _comparable(current_yaml)
+    return [f"{k}: trained {a.get(k)!r}, now {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _saved_yaml(run_dir: Path) -> str:
+    path = run_dir / "config.yaml"
+    return path.read_text() if path.is_file() else ""
+
+
+def _saved_hash(run_dir: Path) -> str:
+    """`config_hash` of a run dir's config.yaml (runs logged before the tag existed); '' without one."""
+    text = _saved_yaml(run_dir)
+    return config_hash(text) if text else ""
 
 
 def check_compatible(run_dir: Path, config_yaml: str) -> None:
-    """Stop when this call's model/classes differ from the ones the run was trained with.
+    """Stop when this call's config differs from the one the run was trained with (`RESUME_FREE` aside).
 
     Both sides are the resolved config YAML (`<run_dir>/config.yaml` and this call's).
 
@@ -145,22 +191,14 @@ def check_compatible(run_dir: Path, config_yaml: str) -> None:
     """
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
-        log.warning("no %s: cannot check the resumed model matches this config", saved_path)
+        log.warning("no %s: cannot check the resumed run matches this config", saved_path)
         return
-    saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=False)
-    current = OmegaConf.to_container(OmegaConf.create(config_yaml), resolve=False)
-    diffs: list[str] = []
-    for section in MUST_MATCH:
-        a, b = _section(saved, section), _section(current, section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diffs += [f"{section}.{k}: trained {a.get(k)!r}, now {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                      if a.get(k) != b.get(k)]
-        elif a != b:
-            diffs.append(f"{section}: trained {a!r}, now {b!r}")
+    diffs = config_differences(saved_path.read_text(), config_yaml)
     if diffs:
         raise FlexsegError(
-            f"train.resume: the run in {run_dir} was trained with another model/classes ({'; '.join(diffs)}). "
-            f"Resume with the same settings (see {saved_path}), or start a new run with train.resume=false."
+            f"train.resume: the run in {run_dir} was trained with other settings ({'; '.join(diffs[:8])}). "
+            f"Only {', '.join(RESUME_FREE)} may change on resume: use its settings (see {saved_path}), or start a "
+            "new run with train.resume=false."
         )
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import compose, run_cli
+from hydra.errors import ConfigCompositionException
 
+from flexseg.config.choices import ColorOrder, JitCompile, Normalization, Resume
 from flexseg.config.validation import check_override_key
 from flexseg.errors import FlexsegError
 
@@ -72,7 +74,6 @@ def test_cfg_job_prints_config_without_importing_tensorflow(tmp_path: Path) -> N
         (["tiling.overlap=256"], r"tiling\.overlap=256 must be >= 0 and smaller than tiling\.tile_size=256"),
         (["tiling.tile_size=200"], r"tiling\.tile_size=200 is not divisible"),
         (["dataset.classes.1.color=[0,0,0]"], r"duplicate color"),
-        (["model.normalization=layer"], r"model\.normalization='layer' is unknown"),
     ],
 )
 def test_cross_field_checks(overrides: list[str], message: str) -> None:
@@ -80,8 +81,57 @@ def test_cross_field_checks(overrides: list[str], message: str) -> None:
         compose(overrides)
 
 
-def test_normalization_true_means_batch() -> None:
-    assert compose(["model.normalization=true"]).model.normalization == "batch"
+def test_booleans_still_select_choices() -> None:
+    """`true` / `false` reach OmegaConf as bools (command line and YAML alike), yet pick the choice."""
+    cfg = compose(["train.resume=true", "train.jit_compile=false", "model.normalization=true"])
+    assert cfg.train.resume is Resume.true and cfg.train.jit_compile is JitCompile.false
+    assert cfg.model.normalization is Normalization.batch  # the reference INI's `normalization = True`
+    assert compose(["model.normalization=false", "train.resume=auto"]).model.normalization is Normalization.none
+    assert compose(["dataset.color_order=bgr"]).dataset.color_order is ColorOrder.BGR
+
+
+@pytest.mark.parametrize(
+    ("override", "valid"),
+    [
+        ("tiling.blend=gausian", "gaussian, constant"),
+        ("train.resume=maybe", "false, true, auto"),
+        ("train.jit_compile=yes", "auto, true, false"),
+        ("train.optimizer=rmsprop", "adam, adamw, sgd"),
+        ("train.lr_schedule=step", "constant, cosine, polynomial"),
+        ("train.precision=float16", "float32, mixed_float16, mixed_bfloat16"),
+        ("model.normalization=layer", "none, batch, instance, group, true, false"),
+        ("dataset.mask_format=grey", "auto, rgb, gray, index"),
+        ("dataset.on_bad_file=ignore", "error, skip"),
+        ("dataset.image_interpolation=cubic", "auto, area, bilinear"),
+        ("augment.fill_mode=wrap", "constant, reflect"),
+        ("tiling.output_format=jpg", "auto, png, tiff"),
+        ("preview.split=training", "train, valid, test"),
+        ("stats.splits=[train,tests]", "train, valid, test"),
+        ("train.resume=1", "false, true, auto"),
+    ],
+)
+def test_bad_choice_stops_composition_listing_valid_values(override: str, valid: str) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose([override])
+    assert f"expected one of [{valid}]" in str(info.value.__cause__)
+
+
+def test_cli_bad_choice_stops_before_any_run(tmp_path: Path) -> None:
+    proc = run_cli(["tiling.blend=gausian"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "tiling.blend" in proc.stderr and "expected one of [gaussian, constant]" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no outputs/
+
+
+def test_multiclass_loss_on_one_output_stops_at_config_time() -> None:
+    """Bug 9: categorical cross-entropy on one sigmoid output is constant: training learnt nothing."""
+    with pytest.raises(FlexsegError, match=r"train\.loss=categorical_crossentropy needs a softmax.*bce_dice_loss"):
+        compose(["experiment=tiled_cell", "train.loss=categorical_crossentropy"])
+    with pytest.raises(FlexsegError, match=r"train\.loss=sparse_categorical_crossentropy"):
+        compose(["experiment=lung_tumor", "model.num_classes=1", "train.loss=sparse_categorical_crossentropy"])
+    assert compose(["experiment=lung_tumor", "model.num_classes=2"]).train.loss == "categorical_crossentropy"
+    assert compose(["experiment=tiled_cell", "train.loss=focal_loss"]).model.num_classes == 1
 
 
 def _user_dataset(tmp_path: Path, body: str) -> Path:

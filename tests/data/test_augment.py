@@ -201,7 +201,6 @@ def test_misspelled_op_key_fails_composition() -> None:
     [
         ("augment.rotation.p=1.5", "augment.rotation.p=1.5"),
         ("augment.shrink.factors=[0.8,-1]", "augment.shrink"),
-        ("augment.fill_mode=wrap", "augment.fill_mode=wrap"),
         ("augment.barrdistortion.amount=-1", "augment.barrdistortion"),
         ("augment.gamma.range=[1.5,0.7]", "augment.gamma.range"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from bad_data import build_bad_dataset, good_pair, write_png
@@ -20,11 +21,18 @@ def _cfg(root: Path, **kw: object) -> DatasetConfig:
 
 
 def test_pairs_by_stem_not_sort_order(tmp_path: Path) -> None:
-    for stem, ext in (("c", ".bmp"), ("a", ".png"), ("b", ".jpg")):
-        write_png(tmp_path / "train/images" / f"{stem}{ext}", np.zeros((8, 8, 3), np.uint8))
-        write_png(tmp_path / "train/masks" / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
+    # File names sort differently in the two folders: images a.bmp < a.m.bmp < b.bmp, but masks
+    # a.m.png < a.png < b.png. Each pair carries its own gray level, so a mispairing shows in the pixels.
+    levels = {"a": 40, "a.m": 120, "b": 200}
+    for stem, level in levels.items():
+        write_png(tmp_path / "train/images" / f"{stem}.bmp", np.full((8, 8, 3), level, np.uint8))
+        write_png(tmp_path / "train/masks" / f"{stem}.png", np.full((8, 8, 3), level, np.uint8))
+    assert sorted(p.name for p in (tmp_path / "train/masks").iterdir())[:2] == ["a.m.png", "a.png"]
     split = build_split(_cfg(tmp_path), "train")
-    assert [Path(p).stem for p in split.images] == [Path(p).stem for p in split.masks] == ["a", "b", "c"]
+    assert sorted(Path(p).stem for p in split.images) == sorted(levels)
+    for image, mask in zip(split.images, split.masks):
+        assert Path(image).stem == Path(mask).stem
+        assert cv2.imread(image)[0, 0, 0] == cv2.imread(mask)[0, 0, 0] == levels[Path(image).stem]
 
 
 def test_every_bad_input_is_listed_with_its_file(tmp_path: Path) -> None:
@@ -88,3 +96,16 @@ def test_empty_folder_for_inference(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FlexsegError, match=r"infer\.images_dir: folder .* holds no images"):
         list_image_files(tmp_path / "empty", "infer.images_dir")
+
+
+def test_list_image_files_takes_tiffs_and_rejects_shared_stems(tmp_path: Path) -> None:
+    for name in ("a.png", "b.tif", "c.TIFF", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_image_files(tmp_path, "tiling.images_dir")] == ["a.png", "b.tif", "c.TIFF"]
+    (tmp_path / "a.tif").write_bytes(b"")
+    with pytest.raises(FlexsegError, match="tiling.images_dir: two files share the stem 'a'"):
+        list_image_files(tmp_path, "tiling.images_dir")
+    with pytest.raises(FlexsegError, match="tiling.masks_dir.*does not exist"):
+        list_image_files(tmp_path / "nope", "tiling.masks_dir", allow_empty=True)
+    (tmp_path / "empty").mkdir()
+    assert list_image_files(tmp_path / "empty", "tiling.masks_dir", allow_empty=True) == []

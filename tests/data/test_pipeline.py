@@ -53,9 +53,15 @@ def test_binary_target_for_one_output(tmp_path: Path) -> None:
 
 
 def test_image_dataset_keeps_order_and_channels(tmp_path: Path) -> None:
-    paths = [_pair(tmp_path, f"p{i}", (20 + i, 30))[0] for i in range(3)]
-    batches = list(build_image_dataset(paths, (16, 16), 1, batch_size=2))
-    assert [b.shape for b in batches] == [(2, 16, 16, 1), (1, 16, 16, 1)]
+    values = [200, 10, 120, 60, 250, 30, 90]  # one gray level per image, in no sorted order
+    paths = []
+    for i, v in enumerate(values):
+        paths.append(str(tmp_path / f"v{v:03d}.png"))  # names in no sorted order either
+        cv2.imwrite(paths[-1], np.full((20 + 7 * i, 30), v, np.uint8))  # sizes differ: decode times differ
+    batches = list(build_image_dataset(paths, (16, 16), 1, batch_size=3))
+    assert [tuple(b.shape) for b in batches] == [(3, 16, 16, 1), (3, 16, 16, 1), (1, 16, 16, 1)]
+    seen = [round(float(x.mean()) * 255) for b in batches for x in b.numpy()]
+    assert seen == values  # the i-th image yielded is the i-th path given
 
 
 def _purple_pair(tmp_path: Path) -> tuple[str, str]:
@@ -68,7 +74,8 @@ def _purple_pair(tmp_path: Path) -> tuple[str, str]:
 def test_mask_colours_outside_tolerance_stop_with_the_file_named(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from flexseg.data.pipeline import ERROR_MARKER, ReadOptions
+    from flexseg.data.pipeline import ReadOptions
+    from flexseg.errors import ERROR_MARKER
     from flexseg.data.readers import ImageOptions, MaskOptions
 
     good = _pair(tmp_path, "ok", (16, 16))
@@ -91,7 +98,40 @@ def test_cache_and_shuffle_are_seeded(tmp_path: Path) -> None:
 
     def first_epoch(cache: bool, seed: int) -> list[float]:
         ds = build_dataset(split, build_palette(CLASSES), (16, 16), 3, 3, 2, shuffle=True, seed=seed, cache=cache)
-        return [float(x.numpy().sum()) for x, _ in ds]
+        return [round(float(x.numpy().sum()), 3) for x, _ in ds.unbatch()]  # one number per pair
 
     assert first_epoch(False, 1) == first_epoch(False, 1)
-    assert sorted(first_epoch(True, 1)) == sorted(first_epoch(False, 1))
+    assert first_epoch(True, 1) == first_epoch(True, 1)
+    assert sorted(first_epoch(True, 1)) == sorted(first_epoch(False, 1))  # the same pairs, each once
+
+
+def _class_folders(tmp_path: Path, per_class: int = 200) -> Split:
+    """Pairs of a per-class layout (train/<class>/images), listed as discovery does: sorted by class."""
+    images, masks = [], []
+    for k in range(3):
+        for i in range(per_class):
+            img, mask = tmp_path / f"c{k}" / "images" / f"{i:03d}.png", tmp_path / f"c{k}" / "masks" / f"{i:03d}.png"
+            img.parent.mkdir(parents=True, exist_ok=True)
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(img), np.full((4, 4), 100 * k + i % 50, np.uint8))  # the class in the gray level
+            cv2.imwrite(str(mask), np.zeros((4, 4, 3), np.uint8))
+            images.append(str(img))
+            masks.append(str(mask))
+    return Split("train", tuple(images), tuple(masks))
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_shuffle_mixes_classes_of_a_per_class_layout_every_epoch(tmp_path: Path, cache: bool) -> None:
+    split = _class_folders(tmp_path)
+
+    def epochs(seed: int, count: int = 2) -> list[list[int]]:
+        ds = build_dataset(split, build_palette(CLASSES), (4, 4), 1, 3, 8, shuffle=True, seed=seed, cache=cache)
+        levels = lambda x: (np.round(x.numpy().mean(axis=(1, 2, 3)) * 255) // 100).astype(int).tolist()  # noqa: E731
+        return [[k for x, _ in ds for k in levels(x)] for _ in range(count)]
+
+    first, second = epochs(seed=5)
+    assert sorted(first) == sorted(second) == [0] * 200 + [1] * 200 + [2] * 200  # every pair once per epoch
+    assert len(set(first[:8])) > 1  # the first batch already draws from more than one class folder
+    assert 2 in first[:24]  # ... and the last folder (out of reach of a 256-name buffer over sorted names)
+    assert first != second  # a new order every epoch
+    assert epochs(seed=5, count=1) == [first]  # seeded: repeatable

@@ -10,19 +10,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from flexseg.reporting import viz
-from flexseg.data.readers import ImageOptions
+from PIL import Image
+
+from flexseg.data.readers import ImageOptions, MaskOptions
 from flexseg.errors import FlexsegError
-from flexseg.inference.image_io import (
-    ArrayReader,
-    ModelInput,
-    TiffReader,
-    TiffSink,
-    choose_format,
-    list_inputs,
-    open_image,
-)
-from flexseg.inference.segment import TiledOptions, batch_predictor, render_band, segment_file
+from flexseg.inference.image_io import ArrayReader, ModelInput, TiffReader, open_image, read_rgb
+from flexseg.inference.segment import TiledOptions, segment_file
+from flexseg.inference.sinks import TiffSink, choose_format
+from flexseg.reporting import viz
 from flexseg.scoring import labels_from_probs
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
@@ -110,7 +105,7 @@ def test_tiff_sink_streams_bands_into_a_tiled_compressed_tiff(tmp_path, samples,
 
 
 def test_tiff_sink_switches_to_bigtiff_for_large_images(tmp_path, monkeypatch):
-    monkeypatch.setattr("flexseg.inference.image_io.BIGTIFF_BYTES", 100 * 100 * 3 - 1)
+    monkeypatch.setattr("flexseg.inference.sinks.BIGTIFF_BYTES", 100 * 100 * 3 - 1)
     for name, height in (("big.tif", 100), ("small.tif", 99)):
         sink = TiffSink(tmp_path / name, height, 100, tile=64)
         sink.write_rows(np.zeros((height, 100, 3), np.uint8))
@@ -136,28 +131,9 @@ def test_tiff_sink_reports_a_writer_failure_and_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_render_band_equals_viz_colorize_and_overlay():
-    rgb = rgb_image(64, 80)
-    labels = np.random.default_rng(3).integers(0, 3, (64, 80)).astype(np.uint8)
-    colour, overlay = render_band(rgb, labels, PALETTE)
-    np.testing.assert_array_equal(colour, viz.colorize(labels, PALETTE))
-    np.testing.assert_array_equal(overlay, viz.overlay(rgb, labels, PALETTE))
-
-
 def test_labels_from_probs_binary_and_multiclass():
     np.testing.assert_array_equal(labels_from_probs(np.array([[[0.2], [0.7]]])), [[0, 1]])
     np.testing.assert_array_equal(labels_from_probs(np.array([[[0.2, 0.5, 0.3]]])), [[1]])
-
-
-def test_batch_predictor_always_calls_the_model_with_a_full_batch():
-    seen: list[tuple[int, ...]] = []
-
-    def model(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch.shape)
-        return batch[..., :2] * 2
-
-    out = batch_predictor(model, 4)(np.ones((3, 8, 8, 3), np.float32))
-    assert seen == [(4, 8, 8, 3)] and out.shape == (3, 8, 8, 2)
 
 
 def test_choose_format():
@@ -167,15 +143,16 @@ def test_choose_format():
     assert choose_format("png", Path("a.tif"), 10, 10) == "png"
 
 
-def test_list_inputs_takes_tiffs_and_rejects_shared_stems(tmp_path):
-    for name in ("a.png", "b.tif", "c.TIFF", "notes.txt"):
-        (tmp_path / name).write_bytes(b"")
-    assert sorted(list_inputs(tmp_path, "tiling.images_dir")) == ["a", "b", "c"]
-    (tmp_path / "a.tif").write_bytes(b"")
-    with pytest.raises(FlexsegError, match="tiling.images_dir.*'a'"):
-        list_inputs(tmp_path, "tiling.images_dir")
-    with pytest.raises(FlexsegError, match="tiling.images_dir.*does not exist"):
-        list_inputs(tmp_path / "nope", "tiling.images_dir")
+def test_read_rgb_converts_16_bit_gray_and_bgra_files_to_rgb8(tmp_path):
+    gray16 = np.random.default_rng(5).integers(0, 65536, (12, 10), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "g.png"), gray16)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "g.png"), np.repeat((gray16 // 257)[..., None], 3, -1))
+    rgba = np.dstack([rgb_image(12, 10), np.full((12, 10), 7, np.uint8)])
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    np.testing.assert_array_equal(read_rgb(tmp_path / "a.png"), rgba[..., :3])
+    (tmp_path / "bad.png").write_bytes(b"no image")
+    with pytest.raises(FlexsegError, match="bad.png"):
+        read_rgb(tmp_path / "bad.png")
 
 
 @pytest.mark.parametrize(("suffix", "fmt"), [(".tif", "auto"), (".png", "auto"), (".png", "tiff")])
@@ -272,3 +249,55 @@ def test_model_input_scales_and_selects_channels():
     assert view.shape == (10, 20, 1)
     band = view[2:6]
     assert band.shape == (4, 20, 1) and band.dtype == np.float32 and np.all(band == 1.0)
+
+
+def write_palette_png(path: Path, indices: np.ndarray) -> Path:
+    """A PIL mode 'P' PNG storing class indices, with a gray palette (index i shows as (i, i, i))."""
+    image = Image.new("P", (indices.shape[1], indices.shape[0]))
+    image.putdata(indices.ravel().tolist())
+    image.putpalette([v for i in range(256) for v in (i, i, i)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def test_segment_file_scores_a_palette_png_mask_by_its_indices(tmp_path):
+    """Bug 2: the tiled scorer read palette masks as near-black colours (all background), silently."""
+    rgb = rgb_image(90, 110)
+    write_png(tmp_path / "img.png", rgb)
+    labels = rgb.argmax(-1).astype(np.uint8)  # what the pixelwise predictor finds
+    write_palette_png(tmp_path / "masks" / "img.png", labels)
+    result = segment_file(tmp_path / "img.png", channel_predictor, TiledOptions(tile_size=64, overlap=16),
+                          ImageOptions(3), PALETTE, tmp_path / "out", mask_path=tmp_path / "masks" / "img.png",
+                          mask_options=MaskOptions(PALETTE))
+    np.testing.assert_array_equal(result.confusion, np.diag(np.bincount(labels.ravel(), minlength=3)))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_segment_file_stops_on_a_mask_of_foreign_colours(tmp_path, suffix):
+    """Bug 2: unmatched mask pixels were dropped; now the training check stops, naming file and key."""
+    rgb = rgb_image(90, 110)
+    write_png(tmp_path / "img.png", rgb)
+    foreign = np.full((90, 110, 3), (40, 90, 200), np.uint8)  # far from every class colour
+    mask = tmp_path / "masks" / f"img{suffix}"
+    if suffix == ".tif":
+        mask.parent.mkdir()
+        tifffile.imwrite(mask, foreign, photometric="rgb", rowsperstrip=16)
+    else:
+        write_png(mask, foreign)
+    with pytest.raises(FlexsegError, match=rf"img\{suffix}'.*dataset.max_unmatched=0.01"):
+        segment_file(tmp_path / "img.png", channel_predictor, TiledOptions(tile_size=64, overlap=16),
+                     ImageOptions(3), PALETTE, tmp_path / "out", mask_path=mask, mask_options=MaskOptions(PALETTE))
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
+
+
+def test_segment_file_reads_tiff_masks_by_bands_as_training_reads_them(tmp_path):
+    """A 16-bit index TIFF: values are classes (not shrunk to 8 bits first), read band by band."""
+    rgb = rgb_image(150, 70)
+    write_png(tmp_path / "img.png", rgb)
+    labels = rgb.argmax(-1)
+    tifffile.imwrite(tmp_path / "m.tif", labels.astype(np.uint16), rowsperstrip=8)
+    result = segment_file(tmp_path / "img.png", channel_predictor, TiledOptions(tile_size=64, overlap=16),
+                          ImageOptions(3), PALETTE, tmp_path / "out", mask_path=tmp_path / "m.tif",
+                          mask_options=MaskOptions(PALETTE, mask_format="index"))
+    np.testing.assert_array_equal(result.confusion, np.diag(np.bincount(labels.ravel(), minlength=3)))

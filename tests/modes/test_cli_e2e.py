@@ -51,17 +51,20 @@ def test_train_eval_infer_tiled_and_mlflow_record(tmp_path: Path) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     client = MlflowClient()
     exp = client.get_experiment_by_name("e2e")
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1, "eval/infer/tiled log into the training run"
-    run = runs[0]
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.mode = 'train'")
+    children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+    assert sorted(c.data.tags["mode"] for c in children) == ["eval", "infer", "tiled"]
+    assert all(c.info.status == "FINISHED" for c in children)
     assert run.data.params["model.num_layers"] == "3"
-    assert run.data.tags["mode"] == "train"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
     assert len(client.get_metric_history(run.info.run_id, "val_dice_disk")) == 2
     assert "test_mean_foreground_dice" in run.data.metrics
     assert "tiled_mean_foreground_dice" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"checkpoints", "config.yaml", "eval", "infer", "tiled", "images"} <= artifacts
+    assert {"checkpoints", "config.yaml", "images"} <= artifacts
+    by_mode = {c.data.tags["mode"]: c.info.run_id for c in children}
+    for mode in ("eval", "infer", "tiled"):
+        assert mode in {a.path for a in client.list_artifacts(by_mode[mode])}
     image_files = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     for step in (1, 2):
         assert any(f"epoch_change_infer+step+{step}+" in p and p.endswith(".png") for p in image_files), image_files

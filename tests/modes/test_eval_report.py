@@ -7,6 +7,7 @@ import csv
 import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from conftest import TINY, compose
@@ -58,10 +59,11 @@ def test_evaluation_csv_starts_with_the_reference_lines(evaluated: tuple[Path, d
     with (tmp / "eval" / "evaluation.csv").open() as fh:
         keys = [row[0] for row in csv.reader(fh)]
     assert keys[:3] == ["loss", "dice_coef_multiclass", "sensitivity"]
-    for name in ("background", "disk", "square", "triangle"):
-        for metric in ("dice", "iou", "precision", "recall"):
-            assert f"{metric}_{name}" in keys
-    assert keys[-4:] == [f"mean_foreground_{m}" for m in ("dice", "iou", "precision", "recall")]
+    metrics = ("dice", "iou", "precision", "recall")
+    classes = ("background", "disk", "square", "triangle")
+    model_size = [f"{m}_{n}" for m in metrics for n in classes] + [f"mean_foreground_{m}" for m in metrics]
+    original = [f"{key}_original_size" for key in model_size]
+    assert keys[-2 * len(model_size):] == model_size + original  # model resolution, then original size
     assert results["objective"] == results["mean_foreground_dice"]
 
 
@@ -79,16 +81,79 @@ def test_per_image_confusion_and_gallery_files(evaluated: tuple[Path, dict[str, 
     assert (out / "confusion_matrix.png").stat().st_size > 0 and (out / "worst_images.png").stat().st_size > 0
 
 
-def test_everything_is_logged_into_the_training_run(evaluated: tuple[Path, dict[str, float]]) -> None:
+def test_everything_is_logged_into_a_child_of_the_training_run(evaluated: tuple[Path, dict[str, float]]) -> None:
     from mlflow.tracking import MlflowClient
 
     tmp, results = evaluated
     client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("evalreport").experiment_id])
-    assert len(runs) == 1 and runs[0].data.tags["mode"] == "train"
-    metrics = runs[0].data.metrics
-    assert metrics["test_mean_foreground_dice"] == pytest.approx(results["mean_foreground_dice"])
-    assert {"test_dice_disk", "test_iou_square", "test_dice_coef_multiclass", "test_loss"} <= set(metrics)
-    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "eval")}
+    exp_id = client.get_experiment_by_name("evalreport").experiment_id
+    (train_run,) = client.search_runs([exp_id], filter_string="tags.mode = 'train'")
+    (eval_run,) = client.search_runs([exp_id], filter_string="tags.mode = 'eval'")
+    assert eval_run.data.tags["mlflow.parentRunId"] == train_run.info.run_id
+    for run in (eval_run, train_run):  # the scores on the training run too, to compare training runs
+        metrics = run.data.metrics
+        assert metrics["test_mean_foreground_dice"] == pytest.approx(results["mean_foreground_dice"])
+        assert {"test_dice_disk", "test_iou_square", "test_dice_coef_multiclass", "test_loss"} <= set(metrics)
+    logged = {a.path for a in client.list_artifacts(eval_run.info.run_id, "eval")}
     assert {f"eval/{n}" for n in ("evaluation.csv", "evaluation_per_image.csv", "confusion_matrix.csv",
                                   "confusion_matrix.png", "worst_images.png")} == logged
+
+
+def _read_scores(path: Path) -> dict[str, float]:
+    with path.open() as fh:
+        return {key: float(value) for key, value in csv.reader(fh)}
+
+
+@pytest.fixture(scope="module")
+def resized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """eval + infer of a random-weight checkpoint on 48 px test images (model: 32 px), one pair bad."""
+    import keras
+
+    from flexseg.models.registry import build_model
+    from flexseg.modes import common, infer
+
+    tmp = tmp_path_factory.mktemp("resized")
+    overrides = [*TINY, f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"dataset.root={tmp}/synthetic",
+                 "tracking.experiment=resized", "dataset.synthetic.image_size=48", f"ckpt={tmp}/random.keras",
+                 "dataset.on_bad_file=skip"]
+    cfg = compose(overrides)
+    keras.utils.set_random_seed(2)
+    build_model(cfg.model).save(tmp / "random.keras")
+    common.prepare_dataset(cfg.dataset)
+    foreign = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)  # passes discovery,
+    cv2.imwrite(str(tmp / "synthetic" / "test" / "masks" / "synth_0001.png"), foreign)  # fails the colour check
+    evaluate.run(compose([*overrides, "mode=eval"]), RunContext(tmp / "eval", overrides, ""))
+    infer.run(compose([*overrides, "mode=infer"]), RunContext(tmp / "infer", overrides, ""))
+    return tmp
+
+
+def test_per_image_names_follow_their_images_when_a_pair_is_skipped(resized: Path) -> None:
+    """Bug 7: names were taken by position, so after a skipped pair every later row had the wrong name."""
+    with (resized / "eval" / "eval" / "evaluation_per_image.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image"] for r in rows] == ["synth_0000", "synth_0002", "synth_0003"]
+    assert {"mean_foreground_dice", "mean_foreground_dice_original_size"} <= set(rows[0])
+
+
+def test_original_size_scores_are_those_of_the_masks_infer_writes(resized: Path) -> None:
+    """Bug 6: eval scored only at model resolution; infer delivers masks at the original size."""
+    from flexseg.data.masks import match_colors
+    from flexseg.data.readers import MaskOptions, read_labels
+
+    cfg = compose([*TINY, f"dataset.root={resized}/synthetic"])
+    palette = np.asarray([c.color for c in cfg.dataset.classes], np.uint8)
+    shown = np.asarray([c.display_color or c.color for c in cfg.dataset.classes], np.uint8)  # infer's colours
+    names = [c.name for c in cfg.dataset.classes]
+    confusion = np.zeros((len(names), len(names)), np.int64)
+    for stem in ("synth_0000", "synth_0002", "synth_0003"):
+        written = cv2.imread(str(resized / "infer" / "infer" / "masks" / f"{stem}.png"))[..., ::-1]  # RGB
+        truth, _ = read_labels(resized / "synthetic" / "test" / "masks" / f"{stem}.png", MaskOptions(palette))
+        assert written.shape[:2] == truth.shape == (48, 48)  # the original size, not the model's 32
+        confusion += compute_confusion(truth, match_colors(written, shown)[0], len(names))
+    scores = _read_scores(resized / "eval" / "evaluation.csv")
+    with np.errstate(invalid="ignore"):  # a class absent from truth and prediction: NaN, as eval writes
+        dice = 2 * np.diag(confusion) / (confusion.sum(0) + confusion.sum(1))
+    for name, value in zip(names, dice):
+        assert scores[f"dice_{name}_original_size"] == pytest.approx(value, rel=1e-5, nan_ok=True)
+    assert scores["mean_foreground_dice_original_size"] == pytest.approx(np.nanmean(dice[1:]), rel=1e-5)
+    assert "mean_foreground_dice" in scores  # the model-resolution lines stay

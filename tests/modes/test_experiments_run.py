@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 from conftest import compose
 
-from flexseg.cli import RunContext
+from flexseg.context import RunContext
 
 pytestmark = pytest.mark.slow
+
+# DESIGN §4: (model outputs, loss, foreground classes) each experiment must train with.
+EXPECTED = {
+    "lizard": (6, "categorical_crossentropy", ["consep", "crag", "dpath", "glas", "pannuke"]),
+    "lung_tumor": (2, "categorical_crossentropy", ["tumor"]),
+    "edf_cervical": (2, "categorical_crossentropy", ["nucleus"]),
+    "leukocyte": (6, "categorical_crossentropy", ["baso", "eosi", "lymp", "mono", "neut"]),
+    "tiled_cell": (1, "bce_dice_loss", ["cell"]),  # binary: one sigmoid output
+}
 
 
 def _stand_in(root: Path, cfg, per_class: bool, gray: bool) -> None:  # type: ignore[no-untyped-def]
@@ -34,8 +43,12 @@ def _stand_in(root: Path, cfg, per_class: bool, gray: bool) -> None:  # type: ig
                     cv2.imwrite(str(base / kind / f"{folder or 'p'}_{i}.png"), arr if arr.ndim == 2 else arr[..., ::-1])
 
 
-@pytest.mark.parametrize("name", ["lizard", "lung_tumor", "edf_cervical", "leukocyte", "tiled_cell"])
+@pytest.mark.parametrize("name", list(EXPECTED))
 def test_experiment_trains_one_epoch_on_stand_in_data(name: str, tmp_path: Path) -> None:
+    import csv
+
+    import keras
+
     from flexseg.modes import train
 
     small = ["model.image_height=64", "model.image_width=64", "model.num_layers=3", "model.base_filters=4",
@@ -47,7 +60,13 @@ def test_experiment_trains_one_epoch_on_stand_in_data(name: str, tmp_path: Path)
     _stand_in(tmp_path / "data", cfg, per_class=name == "leukocyte", gray=name == "tiled_cell")
     results = train.run(cfg, RunContext(run_dir=tmp_path / "run", config_yaml="{}"))
     assert results["epochs"] == 1.0 and np.isfinite(results["objective"])
-    assert (tmp_path / "run" / "checkpoints" / "best.keras").is_file()
+    outputs, loss, foreground = EXPECTED[name]
+    model = keras.models.load_model(tmp_path / "run" / "checkpoints" / "best.keras")
+    assert model.output_shape[-1] == outputs
+    assert getattr(model.loss, "name", getattr(model.loss, "__name__", None)) == loss
+    with (tmp_path / "run" / "train_metrics.csv").open() as fh:
+        logged = {key for key in next(csv.reader(fh)) if key.startswith("dice_") and key != "dice_coef_multiclass"}
+    assert logged == {f"dice_{c}" for c in foreground} | ({"dice_coef"} if outputs == 1 else set())
 
 
 @pytest.mark.parametrize(("name", "folder"), [("lung_tumor", "lung_tumor_mini"), ("lizard", "lizard_mini")])

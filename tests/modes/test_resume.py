@@ -86,9 +86,8 @@ def test_crash_between_commit_and_mlflow_resumes_without_gap_or_duplicate(
 
 
 def test_resume_choices_and_errors(tmp_path: Path) -> None:
-    with pytest.raises(FlexsegError, match="train.resume='maybe' is unknown; use one of false, true, auto"):
-        resume.find_resume_point("maybe", None, "0", "x")
-    assert resume.find_resume_point("False", None, "0", "x") is None  # Hydra turns `false` into 'False'
+    # A bad value stops at composition (tests/config); `false` is the bool False there.
+    assert resume.find_resume_point(compose(["train.resume=false"]).train.resume, None, "0", "x") is None
     with pytest.raises(FlexsegError, match="has no checkpoints/state.json"):
         resume.find_resume_point("true", str(tmp_path), "0", "x")
 
@@ -112,6 +111,23 @@ def test_a_run_dir_still_being_trained_is_not_resumed(tmp_path: Path) -> None:
 def test_resume_true_with_nothing_to_resume_fails(tmp_path: Path) -> None:
     with pytest.raises(FlexsegError, match="train.resume=true: no training run"):
         _train(tmp_path, "run", [*_store(tmp_path), "train.epochs=1", "train.resume=true"])
+
+
+def test_resume_continues_only_a_run_with_the_same_config(tmp_path: Path) -> None:
+    base = [*_store(tmp_path), "train.epochs=1"]
+    _train(tmp_path, "a", [*base, "train.learning_rate=0.01"])
+    _train(tmp_path, "b", [*base, "train.learning_rate=0.001"])  # newer, other hyperparameters (a sweep's job)
+    # more epochs for run a: never continue b, the newest, with a's learning rate
+    _train(tmp_path, "a2", [*_store(tmp_path), "train.epochs=2", "train.learning_rate=0.01", "train.resume=true"])
+    assert read_state(tmp_path / "a" / "checkpoints" / "state.json").epoch == 2
+    assert read_state(tmp_path / "b" / "checkpoints" / "state.json").epoch == 1
+    with pytest.raises(FlexsegError, match=r"differs in: .*train.learning_rate: trained 0.001, now 0.1"):
+        _train(tmp_path, "c", [*base, "train.learning_rate=0.1", "train.resume=true"])
+    with pytest.raises(FlexsegError, match="train.learning_rate: trained 0.001, now 0.01"):
+        _train(tmp_path, "d", [*base, "train.learning_rate=0.01", "train.resume=true",
+                               f"train.resume_dir={tmp_path / 'b'}"])
+    _train(tmp_path, "e", [*base, "train.learning_rate=0.1", "train.resume=auto"])  # auto: a new run
+    assert len(_client(tmp_path)[1]) == 3
 
 
 def test_resume_refuses_another_model(tmp_path: Path) -> None:

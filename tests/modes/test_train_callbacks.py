@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import compose
+from conftest import TINY, compose
 
 from flexseg.training.callbacks import (
     BestCheckpoint,
@@ -147,7 +147,6 @@ def test_epoch_recorder_commits_and_restores_counters(tmp_path: Path) -> None:
 
 def test_epoch_tiled_inference_every_n_epochs_and_after_the_last(tmp_path: Path) -> None:
     from flexseg.training.callbacks import EpochTiledInference
-    from flexseg.modes.common import with_input_size
 
     inputs = keras.Input((16, 16, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
@@ -155,7 +154,7 @@ def test_epoch_tiled_inference_every_n_epochs_and_after_the_last(tmp_path: Path)
     image = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
     palette = np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8)
     callback = EpochTiledInference(
-        image, lambda rgb: rgb.astype(np.float32) / 255.0, palette, tmp_path, lambda m: with_input_size(m, 24, 24), tile_size=24, overlap=8, batch_size=4,
+        image, image.astype(np.float32) / 255.0, palette, tmp_path, tile_size=24, overlap=8, batch_size=4,
         blend="gaussian", log_image=lambda img, key, step: logged.append((key, step, img.shape)), every=2)
     callback.set_model(model)
     assert callback.predict_labels().shape == (40, 56)  # full size, not the tile size
@@ -164,3 +163,38 @@ def test_epoch_tiled_inference_every_n_epochs_and_after_the_last(tmp_path: Path)
     callback.on_train_end()
     assert [(key, step) for key, step, _ in logged] == [("epoch_change_tiled", 2), ("epoch_change_tiled", 3)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_002.png", "epoch_003.png"]
+
+
+def test_epoch_tiled_inference_follows_the_weights_of_every_epoch(tmp_path: Path) -> None:
+    from flexseg.training.callbacks import EpochTiledInference
+
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    callback = EpochTiledInference(
+        np.zeros((40, 56, 3), np.uint8), np.zeros((40, 56, 3), np.float32),
+        np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8), tmp_path, tile_size=24, overlap=8, batch_size=4,
+        blend="gaussian")
+    callback.set_model(model)
+    for favoured in (0, 1, 0):  # "training" moves the bias between epochs; the tile-size copy must follow
+        kernel, _ = model.layers[-1].get_weights()
+        model.layers[-1].set_weights([kernel, np.asarray([5.0, -5.0] if favoured == 0 else [-5.0, 5.0], np.float32)])
+        assert (callback.predict_labels() == favoured).all()
+
+
+def test_epoch_change_infer_says_when_it_falls_back_to_the_validation_split(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from flexseg.data.discovery import build_split
+    from flexseg.modes.common import prepare_dataset
+    from flexseg.modes.train import epoch_infer_split
+
+    cfg = compose([*TINY, f"dataset.root={tmp_path}/synthetic"])
+    prepare_dataset(cfg.dataset)
+    valid = build_split(cfg.dataset, "valid")
+    assert epoch_infer_split(cfg, valid).name == "test" and not caplog.records
+    shutil.rmtree(tmp_path / "synthetic" / "test")
+    with caplog.at_level("WARNING", logger="flexseg.modes.train"):
+        assert epoch_infer_split(cfg, valid) is valid
+    assert "no usable test split" in caplog.text and "validation" in caplog.text

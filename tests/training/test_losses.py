@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from flexseg.config.validation import BINARY_LOSSES, MULTICLASS_ONLY_LOSSES
 from flexseg.errors import FlexsegError
 from flexseg.training.losses import (
     LOSSES,
@@ -194,6 +195,22 @@ def test_registry_names_and_objects() -> None:
     assert (tversky.alpha, tversky.beta) == (0.2, 0.8)
     assert loss_parameters("focal_loss") == ("gamma", "alpha")
     assert loss_parameters("dice_loss") == ()
+
+
+@pytest.mark.filterwarnings("ignore:In loss categorical_crossentropy, expected y_pred.shape")
+def test_config_table_of_multiclass_only_losses_matches_the_losses() -> None:
+    """The TF-free table `validation` checks train.loss against (bug 9): on one sigmoid output the
+    multi-class-only losses are constant or undefined, the suggested ones follow the prediction."""
+    assert set(MULTICLASS_ONLY_LOSSES) | set(BINARY_LOSSES) <= set(LOSSES)
+    target = _mask([0.0, 1.0, 1.0, 0.0])
+    predictions = [np.full_like(target, 0.1), np.full_like(target, 0.9), target * 0.8 + 0.1]
+    constant = [float(get_loss("categorical_crossentropy")(target, p)) for p in predictions]
+    assert constant == [constant[0]] * 3
+    with pytest.raises(Exception, match="label"):  # class index 1 of a single output
+        get_loss("sparse_categorical_crossentropy")(target, predictions[2])
+    for name in BINARY_LOSSES:
+        values = [float(get_loss(name)(target, p)) for p in predictions]
+        assert values[2] < min(values[:2]), name
 
 
 def test_unknown_loss_lists_valid_names() -> None:

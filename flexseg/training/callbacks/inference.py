@@ -1,9 +1,10 @@
 """Epoch-change inference: after every epoch, predict fixed images and save/log the pictures.
 
 `EpochInference` shows a few model-size images as image | truth | prediction rows;
-`EpochTiledInference` predicts one large image with the sliding window (`flexseg.inference.sliding_window`) and
-shows overlay | colour mask. Both write `<out_dir>/epoch_NNN.png` and log the picture to MLflow by
-step (the MLflow UI shows a step slider).
+`EpochTiledInference` predicts one large image with the sliding window (`flexseg.inference.sliding_window`)
+and shows overlay | colour mask. Both predict through `flexseg.inference.predict.Predictor`, as
+eval/infer/tiled do, write `<out_dir>/epoch_NNN.png` and log the picture to MLflow by step (the
+MLflow UI shows a step slider).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
+from flexseg.inference.predict import Predictor
+from flexseg.inference.sliding_window import predict_tiled
 from flexseg.reporting import viz
 from flexseg.reporting.plots import fit_for_display
 from flexseg.scoring import labels_from_probs
-from flexseg.inference.sliding_window import predict_tiled
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class EpochInference(keras.callbacks.Callback):
         self.image_panels = [viz.to_uint8_rgb(img) for img in images]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        pred = labels_from_probs(self.model.predict(self.images, verbose=0))
+        pred = Predictor(self.model, len(self.images)).labels(self.images)
         rows = [
             [img, truth, viz.colorize(p, self.palette)]
             for img, truth, p in zip(self.image_panels, self.truth_panels, pred)
@@ -58,48 +60,41 @@ class EpochInference(keras.callbacks.Callback):
 class EpochTiledInference(keras.callbacks.Callback):
     """After every epoch, sliding-window inference of one large image; save/log overlay | mask.
 
-    The training model is rebuilt once at the tile size (`resize_model`, sharing no variables with
-    it) and gets the current weights every epoch.
+    The training model is rebuilt once at the tile size (`Predictor.at_size`, a copy of its
+    weights) and gets the current weights every epoch (`Predictor.refresh`).
 
     Args:
-        image: (H, W, 3) uint8 RGB, any size.
-        to_input: (H, W, 3) uint8 RGB -> (H, W, C) float32 model input, as training images are read.
+        image: (H, W, 3) uint8 RGB, any size, for the overlay.
+        inputs: (H, W, C) float32 model input of the same image, as training reads images.
         palette: (K, 3) uint8 class colours.
         out_dir: Folder for `epoch_NNN.png`.
-        resize_model: Model -> the same model for (tile_size, tile_size) inputs.
         tile_size, overlap, batch_size, blend: As `flexseg.inference.sliding_window.predict_tiled`.
         log_image: Sends the picture to MLflow; None logs nothing.
         every: Predict after every `every`-th epoch (and after the last one).
         max_side: Longest side of each saved/logged panel (at least 256; full-size labels are not kept).
     """
 
-    def __init__(self, image: np.ndarray, to_input: Callable[[np.ndarray], np.ndarray], palette: np.ndarray, out_dir: Path,
-                 resize_model: Callable[[keras.Model], keras.Model], tile_size: int, overlap: float,
-                 batch_size: int, blend: str, log_image: Optional[ImageLogger] = None, every: int = 1,
-                 max_side: int = 1024) -> None:
+    def __init__(self, image: np.ndarray, inputs: np.ndarray, palette: np.ndarray, out_dir: Path, tile_size: int,
+                 overlap: float, batch_size: int, blend: str, log_image: Optional[ImageLogger] = None,
+                 every: int = 1, max_side: int = 1024) -> None:
         super().__init__()
-        self.image = image
-        self.x = to_input(image)
+        self.image, self.x = image, inputs
         self.palette, self.out_dir, self.log_image, self.max_side = palette, out_dir, log_image, max_side
-        self.resize_model = resize_model
-        self.tiling = dict(tile_size=tile_size, overlap=overlap, batch_size=batch_size, blend=blend)
-        self._tile_model: Optional[keras.Model] = None
+        self.tile_size, self.overlap, self.batch_size, self.blend = tile_size, overlap, batch_size, blend
+        self._predictor: Optional[Predictor] = None
+        self._source: Optional[keras.Model] = None  # the model `_predictor` was built from
         self.every = max(int(every), 1)
         self._last_epoch: Optional[int] = None  # 0-based epoch last seen
         self._done: Optional[int] = None  # 0-based epoch last pictured
 
     def predict_labels(self) -> np.ndarray:
         """(H, W) class indices of the large image with the current weights."""
-        if self._tile_model is None:
-            self._tile_model = self.resize_model(self.model)
-        elif self._tile_model is not self.model:
-            self._tile_model.set_weights(self.model.get_weights())
-        model = self._tile_model
-
-        def predictor(batch: np.ndarray) -> np.ndarray:
-            return np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-
-        probs = predict_tiled(self.x, predictor, **self.tiling)
+        if self._predictor is None or self._source is not self.model:
+            self._predictor = Predictor(self.model, self.batch_size).at_size(self.tile_size, self.tile_size)
+            self._source = self.model
+        else:
+            self._predictor.refresh()
+        probs = predict_tiled(self.x, self._predictor, self.tile_size, self.overlap, self.batch_size, self.blend)
         return labels_from_probs(probs[None])[0]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -1,10 +1,13 @@
 """The epoch record of a training run and what a resumed run needs: last.keras + state.json.
 
 After every epoch `EpochRecorder` appends the epoch's logs to the history, then (when given a
-checkpoint folder) writes `last.keras` (model + optimizer state) and `state.json` (epoch count,
-history, learning rate, the counters of early stopping / ReduceLROnPlateau / best checkpoint,
-MLflow run id), each via temp file + rename, `state.json` last. A run killed at any moment
-therefore resumes from the last completed epoch. Callbacks placed after the recorder publish the
+checkpoint folder) commits the epoch (`commit_epoch`): the model (+ optimizer state) goes to a file
+of its own, `.last_epoch_NNNN.keras`; then `state.json` (epoch count, history, learning rate, the
+counters of early stopping / ReduceLROnPlateau / best checkpoint, MLflow run id, and the name of
+that model file) replaces the previous one; only then does `last.keras` become a hard link to the
+new file and the previous epoch's file go. `state.json` is the commit point: whenever a run is
+killed, the state on disk names a complete model file of the same epoch, so it resumes from the
+last committed epoch with that epoch's weights. Callbacks placed after the recorder publish the
 history (CSV, plots, MLflow), so nothing is published for an epoch that was not committed.
 """
 
@@ -15,6 +18,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -51,6 +55,8 @@ class TrainingState:
         finished: The training run completed (all its outputs logged).
         history: One dict per completed epoch: `epoch` (1-based), Keras logs, `lr`.
         callbacks: Role name -> stateful attributes (see `STATEFUL_ATTRIBUTES`).
+        checkpoint: File name (in the checkpoint folder) of the model committed with this state;
+            None in states written before it was recorded (then `last.keras`).
     """
 
     epoch: int = 0
@@ -61,6 +67,7 @@ class TrainingState:
     finished: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoint: Optional[str] = None
     version: int = 1
 
 
@@ -104,6 +111,32 @@ def lr_is_settable(model: keras.Model) -> bool:
     """False when a `LearningRateSchedule` drives the optimizer (its rate cannot be assigned)."""
     optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer
     return not isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+
+
+def commit_epoch(model: keras.Model, ckpt_dir: Path, state: TrainingState) -> Path:
+    """Write the model of `state.epoch` and then `state.json`, so the pair on disk always matches.
+
+    Order: `.last_epoch_NNNN.keras` (temp file + rename) -> `state.json` naming it (the commit) ->
+    `last.keras` hard-linked to it (a copy where links are not possible) -> older epoch files removed.
+
+    Returns:
+        The committed model file.
+    """
+    name = f".last_epoch_{state.epoch:04d}.keras"
+    path = save_model_atomic(model, ckpt_dir / name)
+    state.checkpoint = name
+    write_state(ckpt_dir / STATE_FILE, state)
+    link = ckpt_dir / f".{LAST_CHECKPOINT}.link"
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)
+    except OSError:  # a filesystem without hard links
+        shutil.copyfile(path, link)
+    os.replace(link, ckpt_dir / LAST_CHECKPOINT)
+    for old in ckpt_dir.glob(".last_epoch_*.keras"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return path
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -165,8 +198,7 @@ class EpochRecorder(keras.callbacks.Callback):
             for role, cb in self.stateful.items()
         }
         if self.ckpt_dir is not None:
-            save_model_atomic(self.model, self.ckpt_dir / LAST_CHECKPOINT)
-            write_state(self.ckpt_dir / STATE_FILE, s)  # last: it vouches for last.keras
+            commit_epoch(self.model, self.ckpt_dir, s)
 
     def mark_finished(self) -> None:
         """Record that the run completed; written to `state.json` when checkpointing."""

@@ -1,0 +1,126 @@
+"""The one way a loaded Keras model predicts: eval, infer, tiled and the epoch pictures all use it.
+
+`Predictor` feeds the model batches of exactly `batch_size` images (a short last batch is
+zero-padded and its result cut back, so the compiled predict function is traced once) and returns
+float32 probabilities. `Predictor.at_size` rebuilds the fully convolutional model for another input
+size (the tiles of `mode=tiled`). `predict_full_size` is what `mode=infer` writes and what eval
+scores at original size: model-size probabilities resized back (bilinear, per class) to each
+image's own size, then labels.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import cv2
+import keras
+import numpy as np
+
+from flexseg.scoring import labels_from_probs
+
+
+def input_size(model: keras.Model) -> tuple[int, int, int]:
+    """(height, width, channels) a model was built for."""
+    _, height, width, channels = model.input_shape
+    return int(height), int(width), int(channels)
+
+
+def with_input_size(model: keras.Model, height: int, width: int) -> keras.Model:
+    """The same fully convolutional model rebuilt for (height, width) inputs, with a copy of its weights.
+
+    Returns `model` itself when it already takes that size.
+    """
+    if input_size(model)[:2] == (height, width):
+        return model
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            shape = list(layer["config"]["batch_shape"])
+            shape[1:3] = [height, width]
+            layer["config"]["batch_shape"] = tuple(shape)
+    resized = model.__class__.from_config(config)
+    resized.set_weights(model.get_weights())
+    return resized
+
+
+def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w, K) probabilities -> (height, width, K), bilinear per channel (argmax after, not before)."""
+    out = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)
+    return out[..., None] if out.ndim == 2 else out
+
+
+class Predictor:
+    """A model predicting numpy batches in fixed-size batches.
+
+    Args:
+        model: A loaded (or training) Keras model, (N, h, w, C) -> (N, h, w, K) probabilities.
+        batch_size: Images per model call; every call gets exactly this many.
+        source: The model `model` was rebuilt from (`at_size`); `refresh` copies its weights.
+    """
+
+    def __init__(self, model: keras.Model, batch_size: int, source: Optional[keras.Model] = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.model, self.batch_size, self.source = model, int(batch_size), source
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """(height, width, channels) the model takes."""
+        return input_size(self.model)
+
+    @property
+    def num_outputs(self) -> int:
+        """K: class channels of the output (1 for a sigmoid model)."""
+        return int(self.model.output_shape[-1])
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """(N, h, w, C) float32 images -> (N, h, w, K) float32 probabilities, any N."""
+        batch = np.asarray(batch, dtype=np.float32)
+        size = self.batch_size
+        parts = []
+        for start in range(0, len(batch), size):
+            chunk = batch[start : start + size]
+            n = len(chunk)
+            if n < size:
+                chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), np.float32)])
+            parts.append(np.asarray(self.model.predict_on_batch(chunk), dtype=np.float32)[:n])
+        if not parts:
+            return np.zeros((0, *batch.shape[1:3], self.num_outputs), np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def labels(self, batch: np.ndarray) -> np.ndarray:
+        """(N, h, w, C) float32 images -> (N, h, w) uint8 class indices."""
+        return labels_from_probs(self(batch))
+
+    def at_size(self, height: int, width: int) -> Predictor:
+        """A predictor of the same model rebuilt for (height, width) inputs (itself when it takes them).
+
+        The rebuilt model holds a copy of the weights; call `refresh` on it after they change.
+        """
+        if self.input_size[:2] == (height, width):
+            return self
+        return Predictor(with_input_size(self.model, height, width), self.batch_size, source=self.model)
+
+    def refresh(self) -> None:
+        """Copy the current weights of the model this one was rebuilt from (no-op when not rebuilt)."""
+        if self.source is not None:
+            self.model.set_weights(self.source.get_weights())
+
+
+def predict_full_size(
+    predictor: Predictor, batch: np.ndarray, sizes: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Predict a batch at model size and give each image's labels at its original size.
+
+    Args:
+        predictor: The model's predictor.
+        batch: (N, h, w, C) float32 images resized to the model size.
+        sizes: N (height, width) original sizes.
+
+    Returns:
+        ((N, h, w, K) float32 model-size probabilities, N (height_i, width_i) uint8 labels of the
+        probabilities resized bilinearly to each original size).
+    """
+    probs = predictor(batch)
+    labels = [labels_from_probs(resize_probabilities(p, h, w)) for p, (h, w) in zip(probs, sizes)]
+    return probs, labels
