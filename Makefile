@@ -55,5 +55,9 @@ bench-data: install  ## data pipeline throughput + peak RSS (plain and augmented
 bench-tiled: install  ## tiled inference: seconds, MP/s vs the model's forward-only limit, peak RSS
 	$(BIN)/python benchmarks/bench_tiled.py
 
+.PHONY: screenshots
+screenshots: install  ## the README's MLflow UI screenshots -> docs/images/ (needs chromium: apt-get install chromium; ~6 min)
+	$(BIN)/python docs/screenshots.py
+
 clean:  ## remove outputs, the MLflow store and generated data (keeps .venv)
 	rm -rf outputs multirun mlflow.db mlartifacts data/synthetic

@@ -6,6 +6,8 @@ No TensorFlow or MLflow import happens here at module level: `flexseg --help` an
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -14,10 +16,13 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from flexseg.config.schemas import Config
-from flexseg.config.store import CONF_DIR, register_configs
+from flexseg.config.store import CONF_DIR, GROUPS, check_group_option, register_configs
 from flexseg.config.validation import check_override_key, validate_config
 from flexseg.context import RunContext
 from flexseg.errors import ERROR_MARKER, FlexsegError
@@ -32,15 +37,57 @@ MODE_MODULES = {
 
 def _fail(message: str) -> None:
     sys.stderr.write(f"flexseg: error: {message}\n")
+    _release_failed_frames()
     sys.exit(2)
 
 
+def _release_failed_frames() -> None:
+    """Free what a failed mode held, its tf.data iterators above all, before the interpreter exits.
+
+    The exception being handled keeps the mode's frames alive, and with them tf.data iterators
+    whose map/prefetch threads are still running (`tf.numpy_function` readers need the GIL); left
+    to interpreter shutdown, TensorFlow aborts ("terminate called without an active exception",
+    exit 134) or hangs. Clearing those frames' locals and collecting the cycles deletes the
+    iterators now, while their threads can still finish.
+    """
+    err, seen = sys.exc_info()[1], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        tb = err.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            while frame is not None:  # also the callers a filtered traceback (Keras, TF) leaves out
+                back = frame.f_back
+                with contextlib.suppress(RuntimeError):  # a running frame: this function's own callers
+                    frame.clear()
+                frame = back
+            tb = tb.tb_next
+        err = err.__cause__ or err.__context__
+    gc.collect()
+
+
+def _group_values(override: Override) -> list[str]:
+    """The option names a group override selects (`experiment=a`, sweeps `experiment=a,b`)."""
+    if override.is_sweep_override():
+        try:
+            return [str(v) for v in override.sweep_string_iterator()]
+        except HydraException:
+            return []  # range / glob sweeps: Hydra reports what it cannot find
+    value = override.value()
+    if value is None:  # `experiment=null`: Hydra would fail with a traceback; `~experiment` drops a group
+        return ["null"]
+    return [value] if isinstance(value, str) else []
+
+
 def _check_overrides(argv: list[str]) -> None:
-    """Stop on a misspelled `key=value` override before Hydra runs, suggesting the closest key."""
+    """Stop before Hydra runs on a misspelled `key=value` or an unknown `GROUP=NAME`.
+
+    A misspelled key gets the closest valid key; an unknown option (`experiment=nope`) the list of
+    options, those in the `--config-dir DIR` included.
+    """
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
-    from hydra.errors import HydraException
 
     args, _ = get_args_parser().parse_known_args(argv)
     if args.help or args.hydra_help:
@@ -49,9 +96,15 @@ def _check_overrides(argv: list[str]) -> None:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except HydraException:
         return  # a syntax error: Hydra reports it with its own message
+    # Another search path or primary config: only Hydra knows every option then.
+    other_paths = args.config_path or any(o.key_or_group == "hydra.searchpath" for o in overrides)
+    config_dirs = [Path(args.config_dir)] if args.config_dir else []
     for override in overrides:
         if override.type == OverrideType.CHANGE and override.package is None:
             check_override_key(override.key_or_group)
+        if override.key_or_group in GROUPS and override.package is None and not override.is_delete() and not other_paths:
+            for option in _group_values(override):
+                check_group_option(override.key_or_group, option, config_dirs)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -68,6 +121,10 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
         results = runner.run(cfg, ctx)
     except FlexsegError as err:
         _fail(str(err))
+        return None
+    except MissingMandatoryValue as err:  # `???` left unset, e.g. dataset.root of an imported experiment
+        where = " (the folder holding train/, valid/ and test/)" if err.full_key == "dataset.root" else ""
+        _fail(f"{err.full_key} has no value: add {err.full_key}=VALUE{where} to the command, or set it in your YAML.")
         return None
     except Exception as err:
         # A data error raised inside a tf.data map reaches us wrapped in a TensorFlow error.

@@ -14,8 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-# A model and dataset small enough for a CPU test in seconds.
+# A model and dataset small enough for a CPU test in seconds. `dataset=synthetic` chosen explicitly: only
+# then may the synthetic dataset be generated into a folder of the test's (`dataset.root={tmp}/synthetic`).
 TINY = [
+    "dataset=synthetic",
     "model.image_height=32", "model.image_width=32", "model.base_filters=4", "model.base_kernels=3",
     "model.num_layers=3", "model.dropout_rate=0.0", "train.batch_size=4", "callbacks.num_infer_images=2",
     "dataset.synthetic.image_size=32", "dataset.synthetic.num_train=8", "dataset.synthetic.num_valid=4",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, compose
+from conftest import REPO, compose, run_cli
 
 from flexseg.config.choices import ColorOrder, MaskFormat, OptimizerName
 from flexseg.tools.ini_import import convert_ini, main, to_yaml
@@ -50,7 +50,7 @@ def test_experiment_specifics() -> None:
     assert lizard.callbacks.num_infer_images == 6
     leuk = compose(["experiment=leukocyte", "dataset.root=/x"])
     assert leuk.model.input_normalize is False and leuk.dataset.color_order is ColorOrder.RGB
-    assert leuk.dataset.train_images == "train/*/images"
+    assert leuk.dataset.train_images is None  # flat or per-class folders: the layout is detected
     assert [tuple(x.color) for x in leuk.dataset.classes][1:] == [
         (0, 0, 255), (0, 255, 0), (255, 255, 0), (0, 255, 255), (255, 0, 0)]
     cell = compose(["experiment=tiled_cell"])
@@ -87,7 +87,8 @@ def test_ini_converter_round_trips_the_reference_config(name: str, tmp_path: Pat
             if section == "callbacks" and key in ("epoch_change_tiled",) and name != "tiled_cell":
                 continue
             assert getattr(a, key) == getattr(b, key), f"{section}.{key}"
-    assert imported.dataset.classes == ours.dataset.classes or name == "tiled_cell"
+    assert imported.dataset.classes == ours.dataset.classes  # tiled_cell: white shown green ([segmentation])
+    assert imported.dataset.synthetic is None
     for key in ("mask_format", "threshold", "binarize", "color_converter", "color_order", "blur"):
         assert getattr(imported.dataset, key) == getattr(ours.dataset, key), key
     assert imported.augment == ours.augment
@@ -116,3 +117,35 @@ def test_converter_reports_unknown_keys_and_never_evaluates(
     assert "gamma" not in yaml.safe_load(out.read_text())["dataset"]
     cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "experiment=injected", "dataset.root=/x"])
     assert cfg.dataset.gamma is None and cfg.model.num_classes == 1
+
+
+def test_unknown_experiment_stops_with_the_available_ones(tmp_path: Path) -> None:
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException):  # composing (tests, sweeps) stops too: the group is not optional
+        compose(["experiment=lizrd"])
+    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_conf" / "experiment" / "mine.yaml").write_text("# @package _global_\n")
+    proc = run_cli(["--config-dir", "my_conf", "experiment=lizrd", "--cfg", "job"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Did you mean 'lizard'?" in proc.stderr and "demo, edf_cervical, leukocyte, lizard" in proc.stderr
+    assert "mine" in proc.stderr  # the user's own, from --config-dir
+    assert run_cli(["--config-dir", "my_conf", "experiment=mine", "--cfg", "job"], cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("per_class", [False, True])
+def test_leukocyte_finds_pairs_in_flat_and_per_class_folders(tmp_path: Path, per_class: bool) -> None:
+    import cv2
+    import numpy as np
+
+    from flexseg.data.discovery import build_split
+
+    for folder in ("baso/", "neut/") if per_class else ("",):
+        for kind in ("images", "masks"):
+            (tmp_path / "train" / folder / kind).mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(tmp_path / "train" / folder / kind / f"c{i}.bmp"), np.zeros((8, 8, 3), np.uint8))
+    split = build_split(compose(["dataset=leukocyte", f"dataset.root={tmp_path}"]).dataset, "train")
+    assert len(split) == (4 if per_class else 2)
+    assert all(Path(i).stem == Path(m).stem and Path(i).parent.parent == Path(m).parent.parent
+               for i, m in zip(split.images, split.masks))

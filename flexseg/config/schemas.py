@@ -92,6 +92,9 @@ class SyntheticConfig:
     num_test: int = 16
     num_large: int = 2
     large_size: int = 1024
+    # Generate only when `dataset.root` is this folder (None: any empty or new folder). The default
+    # dataset (no `dataset=NAME` chosen) sets its cache, data/synthetic; `dataset=synthetic` leaves it None.
+    cache_root: Optional[str] = None
 
 
 @dataclass
@@ -116,7 +119,8 @@ class DatasetConfig:
     # Masks: auto (palette PNG / 2-D npz -> index, else rgb) | rgb (nearest class colour) |
     # gray (blur, then `threshold` when `binarize`) | index (pixel value = class index).
     mask_format: MaskFormat = MaskFormat.auto
-    color_tolerance: float = 60.0  # RGB distance; farther pixels count as unmatched
+    # RGB distance to a class colour, or to the line between two (anti-aliased edges); beyond: unmatched.
+    color_tolerance: float = 60.0
     max_unmatched: float = 0.01  # fraction of a mask's pixels allowed to be unmatched
     threshold: int = 80
     blur: int = 0

@@ -1,4 +1,4 @@
-"""Cheap per-file checks run before any training: empty, undecodable, truncated, oversized files.
+"""Cheap per-file checks run before any training or prediction: empty, undecodable, truncated, oversized files.
 
 Only headers and the last bytes are read (PIL opens lazily), so a scan of thousands of files
 takes seconds. Full decoding (mask colours) is `mode=stats`'s job and the pipeline's.
@@ -36,11 +36,22 @@ def _tail(path: Path, count: int) -> bytes:
 
 
 def _truncated(path: Path, fmt: str | None) -> bool:
-    """PNG without its IEND chunk, JPEG without its end-of-image marker."""
+    """PNG without its IEND chunk, JPEG without its end-of-image marker, TIFF whose first image's
+    data runs past the end of the file."""
     if fmt == "PNG":
         return b"IEND" not in _tail(path, 12)
     if fmt == "JPEG":
         return b"\xff\xd9" not in _tail(path, 1024)
+    if fmt == "TIFF":
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                end = max((o + c for o, c in zip(page.dataoffsets, page.databytecounts)), default=0)
+        except (tifffile.TiffFileError, ValueError, IndexError, OSError):
+            return False  # the TIFF reader reports it
+        return end > path.stat().st_size
     return False
 
 
@@ -79,5 +90,6 @@ def inspect_file(path: Path, max_pixels: int) -> tuple[tuple[int, int] | None, P
             "(decompression-bomb guard); raise dataset.max_pixels if the image is genuine, or tile it."
         )
     if _truncated(path, fmt):
-        return (height, width), Problem(p, "truncated", f"truncated {fmt} file (no end marker); re-export it or remove it.")
+        cut = "its image data runs past the end of the file" if fmt == "TIFF" else "no end marker"
+        return (height, width), Problem(p, "truncated", f"truncated {fmt} file ({cut}); re-export it or remove it.")
     return (height, width), None

@@ -52,15 +52,16 @@ class SplitScan:
 
 
 class DataProblemsError(FlexsegError):
-    """Raised with every problem of a split listed, one per line."""
+    """Raised with every problem of a split (or of a folder of infer/tiled inputs) listed, one per line."""
 
-    def __init__(self, split: str, problems: list[Problem]) -> None:
+    def __init__(self, split: str, problems: list[Problem], what: str | None = None) -> None:
         self.problems = problems
         shown = "\n".join(f"  - {p}" for p in problems[:_MAX_LISTED])
         more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         skippable = all(p.kind not in FATAL for p in problems)
-        hint = " Fix or remove these files, or set dataset.on_bad_file=skip to leave the pairs out." if skippable else ""
-        super().__init__(f"The {split} split has {len(problems)} problem(s):\n{shown}{more}\n{hint.strip()}")
+        left = "those images" if what else "the pairs"
+        hint = f" Fix or remove these files, or set dataset.on_bad_file=skip to leave {left} out." if skippable else ""
+        super().__init__(f"{what or f'The {split} split'} has {len(problems)} problem(s):\n{shown}{more}\n{hint.strip()}")
 
 
 def _default_pattern(root: Path, split: str, kind: str) -> str:
@@ -191,3 +192,41 @@ def list_image_files(folder: Path, key: str, allow_empty: bool = False) -> list[
         raise FlexsegError(f"{key}: folder '{folder}' holds no images ({', '.join(IMAGE_EXTS)}).")
     return files
 
+
+def check_inputs(files: list[Path], key: str, cfg: DatasetConfig, masks: dict[str, Path] | None = None,
+                 lazy_tiff: bool = False) -> list[Path]:
+    """The infer/tiled input images that pass training's pre-flight check (`inspect_file`).
+
+    Empty, undecodable, truncated and oversized files are found before any prediction, and
+    `dataset.on_bad_file` decides as for training: error lists every bad file in one message, skip
+    leaves each out with a warning naming it.
+
+    Args:
+        files: images, as `list_image_files` gives them.
+        key: the config key of their folder (`infer.images_dir`), for messages.
+        cfg: the dataset config (`on_bad_file`, `max_pixels`).
+        masks: masks by image stem (tiled scoring); an image whose mask is bad is left out too.
+        lazy_tiff: TIFFs are read by rows (tiled mode): `max_pixels` does not limit them.
+
+    Raises:
+        DataProblemsError: listing every bad file (policy error), or when no image is left.
+    """
+    problems: list[Problem] = []
+    good: list[Path] = []
+    for image in files:
+        found = []
+        for path in (image, (masks or {}).get(image.stem)):
+            if path is not None:
+                tiff = lazy_tiff and path.suffix.lower() in (".tif", ".tiff")
+                found.append(inspect_file(path, 2**63 if tiff else cfg.max_pixels)[1])
+        problems.extend(p for p in found if p)
+        if not any(found):
+            good.append(image)
+    what = f"{key} ('{files[0].parent}')" if files else key
+    if problems and cfg.on_bad_file == BadFilePolicy.error:
+        raise DataProblemsError(key, problems, what)
+    for problem in problems:
+        log.warning("skipping (dataset.on_bad_file=skip): %s", problem)
+    if files and not good:
+        raise DataProblemsError(key, [Problem(str(files[0].parent), "empty-split", "no usable images left.")], what)
+    return good

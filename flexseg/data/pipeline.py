@@ -19,7 +19,8 @@ import tensorflow as tf
 from flexseg.data.discovery import Split
 from flexseg.data.masks import check_unmatched
 from flexseg.config.choices import BadFilePolicy
-from flexseg.data.readers import ImageOptions, MaskOptions, read_image, read_labels
+from flexseg.data.readers import ImageOptions, MaskOptions, read_image
+from flexseg.data.mask_files import read_foreign, read_labels
 from flexseg.errors import ERROR_MARKER, FlexsegError
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class _PairReader:
         try:
             image = read_image(ipath, o.image, self.size)
             labels, unmatched = read_labels(mpath, o.mask)
-            check_unmatched(mpath, unmatched, labels.size, o.mask.color_tolerance, o.max_unmatched)
+            check_unmatched(mpath, unmatched, labels.size, o.mask.color_tolerance, o.max_unmatched,
+                            foreign=lambda: read_foreign(mpath, o.mask))
         except FlexsegError as err:
             if o.on_bad_file != BadFilePolicy.skip:
                 raise FlexsegError(ERROR_MARKER + str(err)) from None
@@ -157,8 +159,14 @@ def build_image_dataset(
     """
     opts = options or ImageOptions(channels)
 
+    def read_file(path: bytes) -> np.ndarray:
+        try:
+            return read_image(path.decode(), opts, size)
+        except FlexsegError as err:  # marked, so the CLI prints it as a data error, not a traceback
+            raise FlexsegError(ERROR_MARKER + str(err)) from None
+
     def read(path: tf.Tensor) -> tf.Tensor:
-        image = tf.numpy_function(lambda p: read_image(p.decode(), opts, size), [path], tf.float32)
+        image = tf.numpy_function(read_file, [path], tf.float32)
         image.set_shape((size[0], size[1], opts.channels))
         return image
 

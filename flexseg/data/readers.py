@@ -4,15 +4,13 @@ Images: png/jpg/tif/bmp, 8- or 16-bit, gray/RGB/RGBA -> (H, W, channels) float32
 reference options `color_order`, `color_converter` (a cv2 constant looked up by name) and `gamma`.
 Pixel types are converted here only (`rgb_pixels`, `to_unit_float`, `to_uint8`; the float rule is
 `float_scale`), for training, eval, infer, tiled, stats and the epoch callbacks alike.
-Masks -> (H, W) class indices: RGB colours by nearest class colour, gray by threshold, index PNGs
-(palette PNGs in every `mask_format`, or plain values) and `.npz` arrays (key `mask`).
+Mask files are read by `flexseg.data.mask_files` with the `MaskOptions` defined here.
 These numpy functions serve the tf.data pipeline (through `tf.numpy_function`), `mode=stats` and
 the tiled/infer modes alike, so every mode reads a file the same way.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +19,8 @@ import numpy as np
 
 from flexseg.config.choices import ColorOrder, Interpolation, MaskFormat
 from flexseg.config.schemas import DatasetConfig
-from flexseg.data.masks import build_palette, check_palette_indices, match_colors
+from flexseg.data.masks import build_palette
 from flexseg.errors import FlexsegError
-
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ def options_from_config(cfg: DatasetConfig, channels: int) -> tuple[ImageOptions
     return image, mask
 
 
-def _decode(path: Path) -> np.ndarray:
+def decode_file(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
@@ -164,7 +161,7 @@ def read_pixels(path: Path | str) -> np.ndarray:
     Raises:
         FlexsegError: naming the file when it cannot be decoded.
     """
-    img = _decode(Path(path))
+    img = decode_file(Path(path))
     if img.ndim == 3 and img.shape[2] >= 3:
         img = img[..., 2::-1]  # OpenCV's BGR(A) -> RGB
     return rgb_pixels(img)
@@ -212,78 +209,3 @@ def read_image(path: Path | str, opts: ImageOptions, size: tuple[int, int] | Non
         out = cv2.resize(out, (size[1], size[0]), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
         out = out.reshape(size[0], size[1], -1)
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def _load_mask_array(path: Path) -> tuple[np.ndarray, bool, np.ndarray | None]:
-    """Raw mask pixels, whether they are class indices already (palette PNG / 2-D npz), and a
-    palette PNG's own colours ((N, 3) uint8; None for every other file)."""
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arr = npz["mask"]
-        except (KeyError, ValueError, OSError) as err:
-            raise FlexsegError(f"Cannot read mask '{path}': an .npz mask needs an array under key 'mask' ({err}).") from err
-        return arr, arr.ndim == 2, None
-    if path.suffix.lower() == ".png":
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                if im.mode == "P":  # palette PNG: the stored values are the class indices
-                    return np.asarray(im), True, np.asarray(im.getpalette() or [], np.uint8).reshape(-1, 3)
-        except (OSError, ValueError):
-            pass  # _decode reports it
-    img = _decode(path)
-    return (img[..., 2::-1] if img.ndim == 3 else img), False, None  # OpenCV's BGR(A) -> RGB
-
-
-def decode_mask_array(arr: np.ndarray, opts: MaskOptions, is_index: bool = False) -> tuple[np.ndarray, int]:
-    """Mask pixels (a whole mask or a band of rows) -> class indices.
-
-    Args:
-        arr: (H, W) or (H, W, 3) RGB mask pixels, uint8/uint16 (or class indices when `is_index`).
-        opts: mask options.
-        is_index: the pixels are class indices already (palette PNG, 2-D npz).
-
-    Returns:
-        ((H, W) uint8 class indices, number of pixels that match no class: farther than
-        `color_tolerance` from every class colour, or an index >= the class count).
-    """
-    fmt = opts.mask_format
-    if fmt == MaskFormat.auto:
-        fmt = MaskFormat.index if is_index else MaskFormat.rgb
-    if fmt == MaskFormat.index:
-        values = arr if arr.ndim == 2 else arr[..., 0]
-        unmatched = int(np.count_nonzero(values >= opts.num_classes))
-        return np.where(values < opts.num_classes, values, 0).astype(np.uint8), unmatched
-    if arr.dtype == np.uint16:
-        arr = to_uint8(arr)
-    if fmt == MaskFormat.gray and opts.binarize:
-        gray = arr if arr.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(arr[..., :3], dtype=np.uint8), cv2.COLOR_RGB2GRAY)
-        if opts.blur > 0:
-            k = opts.blur | 1  # odd kernel
-            gray = cv2.GaussianBlur(gray, (k, k), 0)
-        return (gray >= opts.threshold).astype(np.uint8), 0
-    return match_colors(arr, opts.palette, opts.color_tolerance)  # rgb, or gray without binarize
-
-
-def read_labels(path: Path | str, opts: MaskOptions, size: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
-    """Read a mask file as class indices, resized with nearest neighbour only.
-
-    Palette PNGs are read as class indices in every `mask_format` (see `check_palette_indices`).
-
-    Returns:
-        ((H, W) uint8 class indices, number of unmatched pixels; see `decode_mask_array`).
-
-    Raises:
-        FlexsegError: naming the file when it cannot be read, or its palette contradicts its indices.
-    """
-    arr, is_index, colours = _load_mask_array(Path(path))
-    if colours is not None:
-        if opts.mask_format != MaskFormat.index:
-            check_palette_indices(path, arr, colours, opts.palette)
-        opts = dataclasses.replace(opts, mask_format=MaskFormat.index)
-    labels, unmatched = decode_mask_array(arr, opts, is_index)
-    if size is not None and labels.shape != tuple(size):
-        labels = cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    return labels, unmatched

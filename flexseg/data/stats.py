@@ -13,8 +13,9 @@ import numpy as np
 from flexseg.config.schemas import DatasetConfig
 from flexseg.data.checks import Problem
 from flexseg.data.discovery import SplitScan
-from flexseg.data.masks import pack_rgb
-from flexseg.data.readers import ImageOptions, MaskOptions, read_image, read_labels
+from flexseg.data.masks import unmatched_message
+from flexseg.data.readers import ImageOptions, MaskOptions, read_image
+from flexseg.data.mask_files import read_foreign, read_labels
 from flexseg.errors import FlexsegError
 
 
@@ -38,21 +39,6 @@ class SplitStats:
         return self.class_pixels / total if total else np.full(len(self.class_names), np.nan)
 
 
-def _unmatched_colors(path: str, palette: np.ndarray, tolerance: float, top: int = 3) -> str:
-    """The most frequent mask colours farther than `tolerance` from every class, as text."""
-    import cv2
-
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        return ""
-    packed = pack_rgb(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)).ravel()
-    colors, counts = np.unique(packed, return_counts=True)
-    rgb = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255], -1)
-    far = ((rgb[:, None, :] - palette.astype(np.int64)[None]) ** 2).sum(-1).min(-1) > tolerance**2
-    order = np.argsort(-counts[far])[:top]
-    return ", ".join(f"{tuple(int(v) for v in rgb[far][i])} x{counts[far][i]}" for i in order)
-
-
 def compute_split_stats(
     cfg: DatasetConfig, scan: SplitScan, image_opts: ImageOptions, mask_opts: MaskOptions,
     workers: int = 4, progress: Callable[[int], None] | None = None,
@@ -73,12 +59,9 @@ def compute_split_stats(
         except FlexsegError as err:
             return None, 0, Problem(img, "undecodable", str(err))
         problem = None
-        if unmatched > cfg.max_unmatched * labels.size:
-            problem = Problem(mask, "unmatched-colors", (
-                f"{unmatched:,} pixels ({unmatched / labels.size:.1%}) are farther than dataset.color_tolerance="
-                f"{mask_opts.color_tolerance:g} from every class colour; most frequent: "
-                f"{_unmatched_colors(mask, mask_opts.palette, mask_opts.color_tolerance)}. "
-                "Add the class to dataset.classes or fix its colour."))
+        if unmatched > cfg.max_unmatched * labels.size:  # the message training would stop with
+            problem = Problem(mask, "unmatched-colors", unmatched_message(
+                unmatched, labels.size, mask_opts.color_tolerance, cfg.max_unmatched, read_foreign(mask, mask_opts)))
         return np.bincount(labels.ravel(), minlength=k)[:k], unmatched, problem
 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV decodes with the GIL released

@@ -33,10 +33,10 @@ OBJECTS_PER_IMAGE = 9.0  # mean object count on one image_size x image_size canv
 
 
 def _marker(spec: SyntheticConfig, colors: Sequence[tuple[int, int, int]]) -> dict:
-    """The cache key: format version, every spec field and the class colours."""
+    """The cache key: format version, every spec field that shapes the images, and the class colours."""
     return {
         "version": FORMAT_VERSION,
-        "spec": {f.name: int(getattr(spec, f.name)) for f in fields(SyntheticConfig)},
+        "spec": {f.name: int(getattr(spec, f.name)) for f in fields(SyntheticConfig) if f.name != "cache_root"},
         "colors": [[int(v) for v in c] for c in colors],
     }
 

@@ -9,6 +9,7 @@ image-sized is held for TIFF input, masks and output, so peak memory grows with 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -20,7 +21,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from flexseg.data.masks import check_unmatched
-from flexseg.data.readers import ImageOptions, MaskOptions, decode_mask_array, read_labels
+from flexseg.data.readers import ImageOptions, MaskOptions
+from flexseg.data.mask_files import decode_mask_array, foreign_values, read_foreign, read_labels
 from flexseg.errors import FlexsegError
 from flexseg.inference.image_io import TIFF_SUFFIXES, ModelInput, TiffReader, open_image, open_tiff
 from flexseg.inference.sinks import PngSink, TiffSink, choose_format
@@ -61,12 +63,14 @@ class _Truth:
 
     PNG/JPEG/BMP masks are read whole by ``read_labels`` (palette PNGs as indices), so ``check``
     knows their unmatched pixels at once; TIFF masks are decoded band by band and count their
-    unmatched pixels as the bands come (``check`` after the last band).
+    unmatched pixels (and which values they are, to name them) as the bands come (``check`` after
+    the last band).
     """
 
     def __init__(self, path: Path, options: MaskOptions, max_unmatched: float) -> None:
         self.path, self.options, self.max_unmatched = path, options, max_unmatched
         self.unmatched = 0
+        self._foreign: collections.Counter[tuple[int, ...]] = collections.Counter()
         self._tiff: Optional[TiffReader] = None
         self._labels: Optional[np.ndarray] = None
         if path.suffix.lower() in TIFF_SUFFIXES:
@@ -81,14 +85,21 @@ class _Truth:
         if self._labels is not None:
             return self._labels[start:stop]
         assert self._tiff is not None
-        labels, unmatched = decode_mask_array(self._tiff.read_rows(start, stop), self.options)
+        raw = self._tiff.read_rows(start, stop)
+        labels, unmatched = decode_mask_array(raw, self.options)
+        if unmatched:
+            self._foreign.update(dict(foreign_values(raw, self.options)))
         self.unmatched += unmatched
         return labels
+
+    def _foreign_values(self) -> list[tuple[tuple[int, ...], int]]:
+        return self._foreign.most_common() if self._tiff is not None else read_foreign(self.path, self.options)
 
     def check(self) -> None:
         """FlexsegError (`dataset.max_unmatched`) when too many pixels matched no class."""
         height, width = self.shape
-        check_unmatched(self.path, self.unmatched, height * width, self.options.color_tolerance, self.max_unmatched)
+        check_unmatched(self.path, self.unmatched, height * width, self.options.color_tolerance, self.max_unmatched,
+                        foreign=self._foreign_values)
 
     def close(self) -> None:
         if self._tiff is not None:

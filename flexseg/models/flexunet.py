@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import keras
 
-from flexseg.config.choices import Normalization
 from flexseg.config.schemas import ModelConfig
-
-# `glu` halves the channel count, so it cannot sit between two convs of a fixed width.
-_NOT_HIDDEN_ACTIVATIONS = frozenset({"get", "serialize", "deserialize", "glu"})
-ACTIVATIONS: tuple[str, ...] = tuple(
-    sorted(n for n in dir(keras.activations) if not n.startswith("_") and n not in _NOT_HIDDEN_ACTIVATIONS)
-)
+from flexseg.models.blocks import ConvSettings, apply_conv_block, apply_up_block
 
 
 def compute_level_kernel(base_kernels: int, level: int) -> int:
@@ -30,128 +24,6 @@ def compute_level_kernel(base_kernels: int, level: int) -> int:
 def compute_level_dilation(dilation: int, level: int) -> int:
     """Dilation rate of level `level`: shrinks by 1 per level, at least 1."""
     return max(1, dilation - level)
-
-
-def _check_activation(activation: str) -> None:
-    """Raise ValueError listing the valid names when `activation` is not one of them."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation='{activation}' is unknown; use one of {', '.join(ACTIVATIONS)}.")
-
-
-def _check_initializer(name: str) -> None:
-    """Raise ValueError naming `kernel_initializer` when Keras has no initializer of that name."""
-    try:
-        keras.initializers.get(name)
-    except ValueError:
-        raise ValueError(
-            f"kernel_initializer='{name}' is unknown; use a Keras initializer name such as he_normal, "
-            "he_uniform, glorot_uniform or lecun_normal."
-        ) from None
-
-
-def apply_normalization(
-    x: keras.KerasTensor, normalization: Normalization | str, bn_momentum: float, name: str
-) -> keras.KerasTensor:
-    """Normalise a feature map, or pass it through for ``none``.
-
-    Args:
-        x: features, shape (batch, height, width, channels).
-        normalization: none | batch | instance | group (groups = min(8, channels)).
-        bn_momentum: moving-average momentum of BatchNormalization.
-        name: layer name.
-
-    Returns:
-        Tensor of the same shape as `x`.
-
-    Raises:
-        ValueError: `normalization` is not a `Normalization` value.
-    """
-    normalization = Normalization(normalization)
-    if normalization == Normalization.batch:
-        return keras.layers.BatchNormalization(momentum=bn_momentum, name=name)(x)
-    if normalization == Normalization.instance:
-        return keras.layers.GroupNormalization(groups=-1, name=name)(x)
-    if normalization == Normalization.group:
-        return keras.layers.GroupNormalization(groups=min(8, x.shape[-1]), name=name)(x)
-    return x
-
-
-def apply_conv_block(
-    x: keras.KerasTensor,
-    filters: int,
-    kernel: int,
-    dilation: int,
-    dropout: float,
-    normalization: Normalization | str,
-    bn_momentum: float,
-    activation: str,
-    name: str,
-    kernel_initializer: str = "he_normal",
-) -> keras.KerasTensor:
-    """Two 'same' convolutions, each followed by normalisation and activation, dropout between.
-
-    Layers are named ``{name}_conv1``, ``{name}_norm1``, ``{name}_act1``, ``{name}_drop``,
-    ``{name}_conv2``, ``{name}_norm2``, ``{name}_act2`` (norm and drop only when used).
-
-    Args:
-        x: input features, shape (batch, height, width, channels_in).
-        filters: output channels of both convolutions.
-        kernel: square kernel size.
-        dilation: dilation rate of both convolutions.
-        dropout: dropout rate between the convolutions; 0 adds no layer.
-        normalization: none | batch | instance | group.
-        bn_momentum: BatchNormalization momentum.
-        activation: Keras activation name.
-        name: prefix of the layer names.
-        kernel_initializer: Keras initializer name of both convolutions.
-
-    Returns:
-        Tensor of shape (batch, height, width, filters).
-    """
-    for j in (1, 2):
-        if j == 2 and dropout > 0:
-            x = keras.layers.Dropout(dropout, name=f"{name}_drop")(x)
-        x = keras.layers.Conv2D(
-            filters, kernel, padding="same", dilation_rate=dilation, kernel_initializer=kernel_initializer,
-            name=f"{name}_conv{j}",
-        )(x)
-        x = apply_normalization(x, normalization, bn_momentum, name=f"{name}_norm{j}")
-        x = keras.layers.Activation(activation, name=f"{name}_act{j}")(x)
-    return x
-
-
-def apply_up_block(
-    x: keras.KerasTensor,
-    skip: keras.KerasTensor,
-    filters: int,
-    kernel: int,
-    dilation: int,
-    dropout: float,
-    normalization: Normalization | str,
-    bn_momentum: float,
-    activation: str,
-    name: str,
-    kernel_initializer: str = "he_normal",
-) -> keras.KerasTensor:
-    """Upsample by 2 with a 2x2 transposed conv, concatenate the skip, then a conv block.
-
-    Args:
-        x: coarse features, shape (batch, h, w, c).
-        skip: encoder features, shape (batch, 2h, 2w, c_skip).
-        filters, kernel, dilation, dropout, normalization, bn_momentum, activation,
-            kernel_initializer: as in `apply_conv_block`, taken from the mirrored encoder level.
-        name: prefix of the layer names (``{name}_up``, ``{name}_concat``, ``{name}_conv1``, ...).
-
-    Returns:
-        Tensor of shape (batch, 2h, 2w, filters).
-    """
-    x = keras.layers.Conv2DTranspose(
-        filters, 2, strides=2, padding="same", kernel_initializer=kernel_initializer, name=f"{name}_up"
-    )(x)
-    x = keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
-    return apply_conv_block(
-        x, filters, kernel, dilation, dropout, normalization, bn_momentum, activation, name, kernel_initializer
-    )
 
 
 def build_flexunet(cfg: ModelConfig) -> keras.Model:
@@ -170,8 +42,8 @@ def build_flexunet(cfg: ModelConfig) -> keras.Model:
         ValueError: on an unknown activation, normalization or kernel initializer, or a missing
             num_classes.
     """
-    _check_activation(cfg.activation)
-    _check_initializer(cfg.kernel_initializer)
+    settings = ConvSettings(cfg.normalization, cfg.bn_momentum, cfg.activation, cfg.kernel_initializer)
+    settings.check()
     if not isinstance(cfg.num_classes, int) or cfg.num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {cfg.num_classes!r}.")
     levels = [
@@ -180,10 +52,7 @@ def build_flexunet(cfg: ModelConfig) -> keras.Model:
             kernel=compute_level_kernel(cfg.base_kernels, i),
             dilation=compute_level_dilation(cfg.dilation, i),
             dropout=cfg.dropout_rate * i,
-            normalization=cfg.normalization,
-            bn_momentum=cfg.bn_momentum,
-            activation=cfg.activation,
-            kernel_initializer=cfg.kernel_initializer,
+            settings=settings,
         )
         for i in range(cfg.num_layers)
     ]

@@ -19,6 +19,7 @@ from flexseg.data.pipeline import ReadOptions
 from flexseg.data.readers import options_from_config
 from flexseg.data.synthetic import build_synthetic_dataset
 from flexseg.errors import FlexsegError
+from flexseg.inference.checkpoint import load_model_file
 from flexseg.training.losses import get_loss
 from flexseg.training.metrics import build_metrics
 from flexseg.training.optimizers import build_optimizer, build_schedule
@@ -33,9 +34,27 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_dataset(cfg: DatasetConfig) -> None:
-    """Generate the embedded synthetic dataset into `cfg.root` when the config asks for it."""
-    if cfg.synthetic is not None:
-        build_synthetic_dataset(Path(cfg.root), cfg.synthetic, [tuple(c.color) for c in cfg.classes])
+    """Generate the embedded synthetic dataset into `cfg.root` when the config asks for it.
+
+    Raises:
+        FlexsegError: when no dataset was chosen (the default dataset, `synthetic.cache_root` set) but
+            `dataset.root` names another folder or `dataset.classes` other classes: that is the user's
+            own data, never to be filled with (or trained as) synthetic images.
+    """
+    spec = cfg.synthetic
+    if spec is None:
+        return
+    own_root = spec.cache_root is not None and Path(cfg.root).resolve() != Path(spec.cache_root).resolve()
+    if own_root or (spec.cache_root is not None and len(cfg.classes) != 4):
+        what = f"dataset.root={cfg.root}" if own_root else f"dataset.classes lists {len(cfg.classes)} classes"
+        raise FlexsegError(
+            f"{what}, but no dataset is chosen: the default dataset is the embedded synthetic one, which "
+            f"flexseg generates only into {spec.cache_root}. For your own data choose its YAML: dataset=NAME "
+            "(conf/dataset/NAME.yaml), or write DIR/dataset/NAME.yaml (root and classes) and run "
+            "flexseg --config-dir DIR dataset=NAME. To generate the synthetic dataset into another folder, "
+            "choose it: dataset=synthetic dataset.root=FOLDER."
+        )
+    build_synthetic_dataset(Path(cfg.root), spec, [tuple(c.color) for c in cfg.classes])
 
 
 def class_names(cfg: Config) -> list[str]:
@@ -139,18 +158,7 @@ def resolve_checkpoint(ckpt: str, experiment_id: str, experiment: str) -> tuple[
         # The training run's own folder when it is on this machine, else a copy from the artifact store.
         local = Path(tracking.run_tag(run_id, "run_dir") or "/nonexistent") / "checkpoints" / "best.keras"
         return (local if local.is_file() else tracking.fetch_checkpoint(run_id)), run_id
-    path = Path(ckpt)
-    if not path.is_file():
-        raise FlexsegError(f"ckpt='{ckpt}': no such file. Give a .keras file, runs:/<run_id> or latest.")
-    return path, None
-
-
-def load_checkpoint(path: Path) -> keras.Model:
-    """Load a `.keras` model safely (no arbitrary code: safe_mode=True), uncompiled."""
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # Keras raises ValueError/OSError/zip errors for bad files
-        raise FlexsegError(f"Cannot load the model '{path}': {err}. Is it a .keras file written by flexseg?") from err
+    return Path(ckpt), None  # load_model_file names what it is when it is not a model
 
 
 def run_tags(cfg: Config, mode: str, run_dir: Path) -> dict[str, str]:
@@ -169,10 +177,13 @@ def evaluation_run(cfg: Config, mode: str, ctx: RunContext, exp_id: str, train_r
 
     For a checkpoint of a training run it is a child of that run (`mlflow.parentRunId`): the
     training run is never reopened, so a failure here cannot change its status (`ckpt=latest` keeps
-    finding it). For a checkpoint file it is a run of its own.
+    finding it). For a checkpoint file it is a run of its own. Named `<experiment>/<mode> <overrides> <time>`.
     """
-    with tracking.start_run(exp_id, run_name=mode, tags=run_tags(cfg, mode, ctx.run_dir),
+    name = tracking.run_name(cfg.tracking.experiment, mode, ctx.overrides)
+    with tracking.start_run(exp_id, run_name=name, tags=run_tags(cfg, mode, ctx.run_dir),
                             parent_run_id=train_run_id) as run_id:
+        log.info("MLflow run %s; in the UI (make ui): http://127.0.0.1:5000/%s", run_id,
+                 tracking.ui_route(exp_id, run_id))
         yield run_id
 
 
@@ -184,7 +195,7 @@ def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
     """
     exp_id = open_tracking(cfg)
     path, run_id = resolve_checkpoint(cfg.ckpt, exp_id, cfg.tracking.experiment)
-    model = load_checkpoint(path)
+    model = load_model_file(path)
     outputs = int(model.output_shape[-1])
     if outputs != cfg.model.num_classes:
         raise FlexsegError(

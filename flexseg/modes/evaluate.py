@@ -25,7 +25,8 @@ from flexseg.config.schemas import Config
 from flexseg.context import RunContext
 from flexseg.data.discovery import build_split
 from flexseg.data.pipeline import build_dataset
-from flexseg.data.readers import MaskOptions, read_labels
+from flexseg.data.readers import MaskOptions
+from flexseg.data.mask_files import read_labels
 from flexseg.inference.predict import Predictor, predict_full_size
 from flexseg.modes import common
 from flexseg.reporting import plots, viz

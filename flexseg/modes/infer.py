@@ -15,7 +15,7 @@ from tqdm import tqdm
 from flexseg import tracking
 from flexseg.config.schemas import Config
 from flexseg.context import RunContext
-from flexseg.data.discovery import build_split, list_image_files
+from flexseg.data.discovery import build_split, check_inputs, list_image_files
 from flexseg.data.pipeline import build_image_dataset
 from flexseg.inference.image_io import read_rgb
 from flexseg.inference.predict import Predictor, predict_full_size
@@ -39,7 +39,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     h, w, c = predictor.input_size
     if cfg.infer.images_dir:
         images_dir = Path(cfg.infer.images_dir)
-        files = list_image_files(images_dir, "infer.images_dir")
+        files = check_inputs(list_image_files(images_dir, "infer.images_dir"), "infer.images_dir", cfg.dataset)
     else:  # the test split's images, whatever its layout
         files = [Path(p) for p in build_split(cfg.dataset, "test").images]
         images_dir = Path(cfg.dataset.root) / "test"

@@ -75,7 +75,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     path = viz.write_rgb(ctx.run_dir / "preview.png", grid)
 
     exp_id = common.open_tracking(cfg)
-    with tracking.start_run(exp_id, run_name=f"preview-{cfg.augment.name}",
+    name = tracking.run_name(cfg.tracking.experiment, "preview", [f"augment={cfg.augment.name}", *ctx.overrides])
+    with tracking.start_run(exp_id, run_name=name,
                             tags=common.run_tags(cfg, "preview", ctx.run_dir)) as run_id:
         tracking.log_params(tracking.flatten_params(cfg))
         tracking.log_artifact(path)

@@ -59,7 +59,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
         for name, frac in zip(s.class_names, s.pixel_fraction):
             results[f"{s.split}_fraction_{name}"] = float(frac)
     exp_id = common.open_tracking(cfg)
-    with tracking.start_run(exp_id, tags=common.run_tags(cfg, "stats", ctx.run_dir)):
+    with tracking.start_run(exp_id, run_name=tracking.run_name(cfg.tracking.experiment, "stats", ctx.overrides),
+                            tags=common.run_tags(cfg, "stats", ctx.run_dir)):
         tracking.log_metrics({k: v for k, v in results.items() if v == v})
         for path in (stats_csv, problems_csv, chart):
             if path:

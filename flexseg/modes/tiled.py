@@ -17,7 +17,7 @@ from tqdm import tqdm
 from flexseg import tracking
 from flexseg.config.schemas import Config
 from flexseg.context import RunContext
-from flexseg.data.discovery import list_image_files
+from flexseg.data.discovery import check_inputs, list_image_files
 from flexseg.inference.predict import Predictor
 from flexseg.inference.segment import TiledOptions, segment_file
 from flexseg.inference.sliding_window import resolve_overlap
@@ -47,8 +47,9 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     t = cfg.tiling
     predictor = Predictor(model, t.batch_size).at_size(t.tile_size, t.tile_size)
     images_dir, masks_dir = _default_dirs(cfg)
-    files = list_image_files(images_dir, "tiling.images_dir")
     masks = {p.stem: p for p in list_image_files(masks_dir, "tiling.masks_dir", allow_empty=True)} if masks_dir else {}
+    files = check_inputs(list_image_files(images_dir, "tiling.images_dir"), "tiling.images_dir", cfg.dataset, masks,
+                         lazy_tiff=True)  # TIFFs are read by rows: dataset.max_pixels does not limit them
     out_dir = Path(t.output_dir) if t.output_dir else ctx.run_dir / "tiled"
     pal, names, read = common.display_palette(cfg), common.class_names(cfg), common.read_options(cfg)
     options = TiledOptions(t.tile_size, t.overlap, t.batch_size, t.blend, t.tta, t.output_format, t.save_probabilities)

@@ -121,17 +121,20 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
         cbs.append(CurvePlotter(run_dir, recorder, common.class_names(cfg)))
     if c.mlflow:
         cbs.append(MlflowLogger(recorder, tracking.log_metrics))
-    log_image = tracking.log_image if c.mlflow else None
-    pal = common.display_palette(cfg)
+    # Pictures go to MLflow by step (the UI's slider) and as readable epoch_NNN.png files; a new run
+    # starts with the untrained model's picture at step 0.
+    log_image, log_file = (tracking.log_image, tracking.log_artifact) if c.mlflow else (None, None)
+    pal, baseline = common.display_palette(cfg), state.epoch == 0
     if c.epoch_change_infer and c.num_infer_images > 0 and infer_ds is not None:
         images, targets = _sample_batch(infer_ds, c.num_infer_images)
-        cbs.append(EpochInference(images, targets, pal, run_dir / "epoch_change_infer", log_image))
+        cbs.append(EpochInference(images, targets, pal, run_dir / "epoch_change_infer", log_image, log_file,
+                                  baseline))
     if c.epoch_change_tiled and tiled_image is not None:
         tl, pixels = cfg.tiling, read_pixels(tiled_image)  # read as training reads images
         cbs.append(EpochTiledInference(
             to_uint8(pixels), convert_image(pixels, common.read_options(cfg).image), pal,
             run_dir / "epoch_change_tiled", tl.tile_size, tl.overlap, tl.batch_size, tl.blend, log_image,
-            every=c.tiled_every))
+            every=c.tiled_every, log_file=log_file, baseline=baseline))
     return cbs
 
 
@@ -207,10 +210,11 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
         log.info("model %s: %.3f M parameters, precision %s", m.name, model.count_params() / 1e6, t.precision)
         run_dir.mkdir(parents=True, exist_ok=True)
         tags = {**common.run_tags(cfg, "train", run_dir), "config_hash": config_hash(ctx.config_yaml)}
-        with tracking.start_run(exp_id, run_id=state.run_id, tags=None if point else tags) as run_id:
+        name = None if point else tracking.run_name(cfg.tracking.experiment, "train", ctx.overrides)
+        with tracking.start_run(exp_id, run_id=state.run_id, run_name=name, tags=None if point else tags) as run_id:
             state.run_id = run_id
             if point is None:
-                _record_new_run(cfg, ctx, run_dir, model)
+                _record_new_run(cfg, ctx, run_dir, model, exp_id)
             else:
                 _record_resume(cfg, ctx, state, tags["git_commit"])
             callbacks = build_callbacks(cfg, run_dir, state, infer_ds, tiled_image_path(cfg))
@@ -224,7 +228,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     return _summary(cfg, state, run_dir)
 
 
-def _record_new_run(cfg: Config, ctx: RunContext, run_dir: Path, model: keras.Model) -> None:
+def _record_new_run(cfg: Config, ctx: RunContext, run_dir: Path, model: keras.Model, exp_id: str) -> None:
     """Config, params, overrides and model summary of a new run (into the active MLflow run)."""
     tmp = run_dir / ".config.yaml.tmp"
     tmp.write_text(ctx.config_yaml)
@@ -235,7 +239,9 @@ def _record_new_run(cfg: Config, ctx: RunContext, run_dir: Path, model: keras.Mo
     tracking.set_tags({"overrides": " ".join(ctx.overrides)[:5000]})
     tracking.log_text(ctx.config_yaml, "config.yaml")
     tracking.log_text(summary.getvalue(), "model_summary.txt")
-    log.info("MLflow run %s (experiment '%s')", tracking.active_run_id(), cfg.tracking.experiment)
+    log.info("MLflow run %s (experiment '%s'); in the UI (make ui): http://127.0.0.1:5000/%s",
+             tracking.active_run_id(), cfg.tracking.experiment,
+             tracking.ui_route(exp_id, tracking.active_run_id()))
 
 
 def _record_resume(cfg: Config, ctx: RunContext, state: TrainingState, commit: str) -> None:

@@ -5,7 +5,8 @@ never evaluated as code. Keys with no flexseg equivalent are reported, split int
 none (output folders, backups, ...) and those this converter does not know; so is a value flexseg
 cannot take (text where a number belongs), which is left out.
 
-    flexseg-import-ini path/to/train_eval_infer.config -o experiments/my_exp.yaml [--names bg,a,b]
+    flexseg-import-ini path/to/train_eval_infer.config -o my_conf/experiment/my_exp.yaml [--names bg,a,b]
+        [--data-root DIR]   # then: flexseg --config-dir my_conf experiment=my_exp
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import ast
 import configparser
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,12 @@ from typing import Any
 
 import yaml
 
+from flexseg.config.store import EXPERIMENTS_DIR, group_options
 from flexseg.config.validation import schema_keys
+from flexseg.tools.ini_data import HANDLED as DATA_HANDLED
+from flexseg.tools.ini_data import ConversionError, convert_data
 
+MARK = "by flexseg-import-ini"  # in every file it writes: re-importing may overwrite those, and only those
 # Reference keys with no flexseg equivalent needed: folders (Hydra's run dir holds the outputs),
 # backups, debug switches, dataset class names of the reference code.
 NOT_NEEDED = {
@@ -33,7 +39,8 @@ NOT_NEEDED = {
     "infer": {"output_dir", "merged_dir", "sharpening"},
     "tiledinfer": {"output_dir", "merged_dir", "bitwise_blending", "binarize", "sharpening", "split_size", "save_tiled_image"},
     "generator": {"debug"},
-    "mask": {"mask_datatype", "mask_file_format", "rgb_map", "grayscaling", "num_classes"},
+    "mask": {"mask_datatype", "mask_file_format", "grayscaling", "num_classes"},
+    "segmentation": {"blended_alpha"},
 }
 # The reference's typo'd keys it silently ignored: read them for what they meant.
 ALIASES = {"alpah": "alpha", "sigmoids": "sigma", "reduer_patience": "reducer_patience"}
@@ -63,6 +70,7 @@ class Conversion:
     not_needed: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)  # values of known keys that flexseg cannot take
+    notes: list[str] = field(default_factory=list)  # what the user must add (paths that do not exist here)
 
     def set(self, key: str, value: Any) -> None:
         node = self.values
@@ -74,19 +82,6 @@ class Conversion:
 
 def _first(value: Any) -> Any:
     return value[0] if isinstance(value, (tuple, list)) else value
-
-
-def _dataset_root(paths: dict[str, Any], base: Path) -> tuple[Path, bool] | None:
-    """(`<root>`, per-class layout?) when every split path is `<root>/<split>/[*/]images`."""
-    roots, per_class = set(), set()
-    for split, p in paths.items():
-        parts = Path(str(p)).parts
-        if split not in parts:
-            return None
-        i = len(parts) - 1 - parts[::-1].index(split)
-        roots.add((base / Path(*parts[:i])).resolve() if i else base.resolve())
-        per_class.add("*" in parts[i + 1 :])
-    return (roots.pop(), per_class.pop()) if len(roots) == 1 and len(per_class) == 1 else None
 
 
 SIMPLE = {  # (section, key) -> flexseg key
@@ -128,41 +123,6 @@ def _convert_model(ini: dict[str, dict[str, Any]], out: Conversion) -> None:
         out.set("train.metrics", [*[x for x in m["metrics"] if not x.startswith("val_")], "dice", "iou"])
 
 
-def _convert_data(ini: dict[str, dict[str, Any]], out: Conversion, base: Path, names: list[str] | None) -> None:
-    mask = ini.get("mask", {})
-    rgb_map = mask.get("rgb_map")
-    binary = ini.get("model", {}).get("num_classes") == 1
-    if isinstance(rgb_map, dict):
-        colors = [list(c) for c, _ in sorted(rgb_map.items(), key=lambda kv: kv[1])]
-    else:  # binary / gray masks: black background, white foreground
-        colors = [[0, 0, 0], [255, 255, 255]]
-        out.set("dataset.mask_format", "gray" if binary or "threshold" in mask else "rgb")
-    names = names or ["background", *[f"class_{i}" for i in range(1, len(colors))]]
-    if len(names) != len(colors):
-        raise SystemExit(f"--names lists {len(names)} names but the INI defines {len(colors)} classes.")
-    out.set("dataset.classes", [{"name": n, "color": c} for n, c in zip(names, colors)])
-    if "blur" in mask:
-        out.set("dataset.blur", 3 if mask["blur"] is True else int(mask["blur"] or 0))
-    for section, key in (("infer", "infer.images_dir"), ("tiledinfer", "tiling.images_dir")):
-        if "images_dir" in ini.get(section, {}):  # relative to the experiment folder in the reference
-            out.set(key, str((base / str(ini[section]["images_dir"])).resolve()))
-    conv = ini.get("image", {}).get("color_converter")
-    if conv:
-        out.set("dataset.color_converter", str(conv).removeprefix("cv2."))
-    splits = {s: ini[s]["image_datapath"] for s in ("train", "valid", "test") if "image_datapath" in ini.get(s, {})}
-    found = _dataset_root(splits, base) if splits else None
-    if found is not None:
-        out.set("dataset.root", str(found[0]))
-        if found[1]:
-            for s in splits:
-                out.set(f"dataset.{s}_images", f"{s}/*/images")
-                out.set(f"dataset.{s}_masks", f"{s}/*/masks")
-    else:
-        for s in splits:
-            out.set(f"dataset.{s}_images", str((base / str(ini[s]["image_datapath"])).resolve()))
-            out.set(f"dataset.{s}_masks", str((base / str(ini[s]["mask_datapath"])).resolve()))
-
-
 def _convert_augment(ini: dict[str, dict[str, Any]], out: Conversion) -> None:
     if not ini.get("generator", {}).get("augmentation"):
         return
@@ -191,23 +151,36 @@ def _convert_augment(ini: dict[str, dict[str, Any]], out: Conversion) -> None:
 
 
 HANDLED = {("model", k) for k in ("model", "base_kernels", "dilation", "normalization", "num_classes", "metrics")}
-HANDLED |= {("mask", "blur"), ("image", "color_converter")} | {("augmentor", k) for k in AUG_P}
+HANDLED |= DATA_HANDLED | {("augmentor", k) for k in AUG_P}
 HANDLED |= {("augmentor", k) for k in ("angles", "shrinks", "shears", "rotation")}
-HANDLED |= {("deformation", "alpha"), ("deformation", "sigma")}
-HANDLED |= {(s, k) for s in ("train", "valid", "test", "eval") for k in ("image_datapath", "mask_datapath")}
-HANDLED |= {("generator", "augmentation"), ("infer", "images_dir"), ("tiledinfer", "images_dir")}
+HANDLED |= {("deformation", "alpha"), ("deformation", "sigma"), ("generator", "augmentation")}
 HANDLED |= {(op, k) for op in ("barrdistortion", "pincdistortion") for k in ("radius", "amount", "centers")}
 
 
-def convert_ini(text: str, base: Path = Path("."), names: list[str] | None = None, name: str = "imported") -> Conversion:
-    """Convert the text of a reference INI file; `base` resolves its relative dataset paths."""
+def convert_ini(text: str, base: Path = Path("."), names: list[str] | None = None, name: str = "imported",
+                data_root: Path | None = None) -> Conversion:
+    """Convert the text of a reference INI file.
+
+    Args:
+        text: The INI file's text.
+        base: The INI's folder, against which the reference resolves its relative paths.
+        names: Class names in index order; None: background, class_1, ...
+        name: Experiment name (`tracking.experiment`, `dataset.name`).
+        data_root: The user's copy of the dataset (holding train/, valid/, test/); None: the INI's
+            own paths, where they exist on this machine.
+
+    Raises:
+        configparser.Error: when `text` is not INI.
+        ConversionError: when `names` does not fit the INI's classes.
+    """
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     parser.optionxform = str
     parser.read_string(text)
     ini = {s: {ALIASES.get(k, k): parse_value(v) for k, v in parser[s].items()} for s in parser.sections()}
-    out = Conversion(defaults=[])
+    # The user's own data: no synthetic block inherited from the default dataset (conf/dataset/custom.yaml).
+    out = Conversion(defaults=[{"override /dataset": "custom"}])
     _convert_model(ini, out)
-    _convert_data(ini, out, base, names)
+    convert_data(ini, out, base, names, data_root)
     _convert_augment(ini, out)
     types = schema_keys()
     for (section, key), target in SIMPLE.items():
@@ -224,7 +197,8 @@ def convert_ini(text: str, base: Path = Path("."), names: list[str] | None = Non
         for key in values:
             if (section, key) in SIMPLE or (section, key) in HANDLED:
                 continue
-            bucket = out.not_needed if key in NOT_NEEDED.get(section, set()) else out.unknown
+            off = values[key] is None or values[key] is False  # a switched-off option needs no equivalent
+            bucket = out.not_needed if off or key in NOT_NEEDED.get(section, set()) else out.unknown
             bucket.append(f"[{section}] {key}")
     return out
 
@@ -233,49 +207,91 @@ def to_yaml(conv: Conversion, source: str) -> str:
     body = dict(conv.values)
     if conv.defaults:
         body = {"defaults": conv.defaults, **body}
-    lines = ["# @package _global_", f"# Imported from {source} by flexseg-import-ini."]
+    lines = ["# @package _global_", f"# Imported from {source} {MARK}."]
     if conv.unknown:
         lines.append("# Keys not carried over (unknown to the converter): " + ", ".join(conv.unknown))
     if conv.invalid:
         lines.append("# Values not carried over: " + ", ".join(conv.invalid))
+    lines += [f"# Note: {note}" for note in conv.notes]
     return "\n".join(lines) + "\n" + yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
+
+
+def run_command(output: Path) -> str | None:
+    """The `flexseg` command that runs the experiment file `output`, or None where Hydra cannot find it.
+
+    Hydra finds an experiment as an option of the `experiment` group: a file in flexseg's own
+    experiments/ folder, or in `DIR/experiment/` of a config dir given with `--config-dir DIR`.
+    """
+    if output.parent.resolve() == EXPERIMENTS_DIR.resolve():
+        return f"flexseg experiment={output.stem}"
+    if output.parent.name == "experiment":
+        return f"flexseg --config-dir {shlex.quote(str(output.parent.parent))} experiment={output.stem}"
+    return None
+
+
+def _check_output(output: Path) -> str | None:
+    """Why `output` cannot hold a runnable experiment, or None when it can."""
+    if output.suffix != ".yaml":
+        return f"-o {output}: Hydra reads experiments from .yaml files; use -o DIR/experiment/NAME.yaml."
+    if run_command(output) is None:
+        return (f"-o {output}: flexseg finds experiments in DIR/experiment/NAME.yaml (run with flexseg --config-dir "
+                f"DIR experiment=NAME) or in its own experiments/ folder; use e.g. -o my_conf/experiment/{output.name}.")
+    if output.stem in group_options("experiment") and output.resolve() != (EXPERIMENTS_DIR / output.name).resolve():
+        return f"-o {output}: flexseg's experiments/ has an experiment '{output.stem}' too; choose another file name."
+    if output.is_file() and MARK not in output.read_text()[:500]:
+        return f"-o {output}: the file exists and was not written by flexseg-import-ini; choose another file name."
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of `flexseg-import-ini`."""
     parser = argparse.ArgumentParser(prog="flexseg-import-ini", description=__doc__.split("\n\n")[0])
     parser.add_argument("ini", type=Path, help="a reference train_eval_infer.config")
-    parser.add_argument("-o", "--output", type=Path, help="experiment YAML to write (default: print it)")
-    parser.add_argument("--names", help="class names in index order, comma-separated (default: background, class_1, ...)")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="experiment YAML to write, DIR/experiment/NAME.yaml (then: flexseg --config-dir DIR "
+                             "experiment=NAME); default: print it")
+    parser.add_argument("--names", help="class names in index order, comma-separated (default: background, class_1, "
+                                        "...); a binary INI (num_classes = 1) also takes the foreground name alone")
     parser.add_argument("--name", help="experiment name (default: the output file's stem, else the INI folder's name)")
+    parser.add_argument("--data-root", type=Path,
+                        help="your copy of the dataset, the folder holding train/, valid/, test/ (default: the "
+                             "INI's own relative paths, where they exist)")
     args = parser.parse_args(argv)
-    if not args.ini.is_file():
-        print(f"flexseg-import-ini: error: '{args.ini}' does not exist.", file=sys.stderr)
-        return 2
+    problem = (f"'{args.ini}' does not exist." if not args.ini.is_file() else
+               f"--data-root {args.data_root}: no such folder." if args.data_root and not args.data_root.is_dir() else
+               _check_output(args.output) if args.output else None)
+    if problem:
+        return _error(problem)
     name = args.name or (args.output.stem if args.output else args.ini.resolve().parent.name)
     try:
         conv = convert_ini(args.ini.read_text(), args.ini.resolve().parent,
-                           args.names.split(",") if args.names else None, name)
+                           args.names.split(",") if args.names else None, name, args.data_root)
     except configparser.Error as err:
-        print(f"flexseg-import-ini: error: '{args.ini}' is not a valid INI file: {err}", file=sys.stderr)
-        return 2
+        return _error(f"'{args.ini}' is not a valid INI file: {err}")
+    except ConversionError as err:
+        return _error(str(err))
     text = to_yaml(conv, str(args.ini))
     if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.output.with_name(f".{args.output.name}.tmp")
         tmp.write_text(text)
         os.replace(tmp, args.output)
-        print(f"wrote {args.output}; use it with: flexseg experiment={args.output.stem}"
-              + ("" if args.output.parent.resolve().name in ("experiments", "experiment") else
-                 " (put it in experiments/, or in DIR/experiment/ and add --config-dir DIR)"))
+        print(f"wrote {args.output}; run it with:\n  {run_command(args.output)}")
     else:
         print(text, end="")
-    if conv.not_needed:
-        print("not needed in flexseg (outputs live in the run dir): " + ", ".join(conv.not_needed), file=sys.stderr)
-    if conv.unknown:
-        print("unknown keys, not carried over: " + ", ".join(conv.unknown), file=sys.stderr)
-    if conv.invalid:
-        print("values not carried over: " + ", ".join(conv.invalid), file=sys.stderr)
+    report = [("not needed in flexseg (outputs live in the run dir; options switched off)", conv.not_needed),
+              ("unknown keys, not carried over", conv.unknown), ("values not carried over", conv.invalid)]
+    for title, items in report:
+        if items:
+            print(f"{title}: {', '.join(items)}", file=sys.stderr)
+    for note in conv.notes:
+        print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _error(message: str) -> int:
+    print(f"flexseg-import-ini: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

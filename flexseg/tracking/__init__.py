@@ -25,6 +25,7 @@ from flexseg.tracking.mlflow import (
     run_tag,
     fetch_checkpoint,
 )
+from flexseg.tracking.naming import run_name, ui_route
 
 __all__ = [
     "resolve_uri",
@@ -47,4 +48,6 @@ __all__ = [
     "get_tags",
     "run_tag",
     "fetch_checkpoint",
+    "run_name",
+    "ui_route",
 ]

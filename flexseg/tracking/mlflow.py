@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_ARTIFACT = "checkpoints/best.keras"
 PARENT_TAG = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
+# The kind MLflow 3's UI records for an experiment (GenAI or model training). MLflow 3.17's UI opens
+# the view of its sidebar switch instead; `naming.ui_route` links select the model-training view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
 
 
 def resolve_uri(uri: str) -> str:
@@ -39,18 +43,26 @@ def _default_artifact_location(uri: str) -> str:
 
 
 def setup(uri: str, experiment: str, artifact_location: str | None = None) -> str:
-    """Point MLflow at the store and return the experiment id (created on first use)."""
+    """Point MLflow at the store and return the experiment id (created on first use).
+
+    The experiment is marked as model training (`mlflow.experimentKind`), unless it already has a
+    kind (a user's choice in the UI stays).
+    """
     uri = resolve_uri(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
-    if exp is not None:
-        return exp.experiment_id
-    location = artifact_location or _default_artifact_location(uri)
-    try:
-        return client.create_experiment(experiment, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel run
-        return client.get_experiment_by_name(experiment).experiment_id
+    if exp is None:
+        location = artifact_location or _default_artifact_location(uri)
+        try:
+            client.create_experiment(experiment, artifact_location=location,
+                                     tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel run
+            pass
+        exp = client.get_experiment_by_name(experiment)
+    if EXPERIMENT_KIND_TAG not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    return exp.experiment_id
 
 
 def flatten_params(obj: Any, prefix: str = "") -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Builders of broken datasets: one file per bad-input case the data layer must report."""
+"""Builders of broken datasets (one file per bad-input case the data layer must report) and of awkward masks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 RED_MASK = np.zeros((16, 16, 3), np.uint8)
 RED_MASK[4:12, 4:12] = (0, 0, 255)  # BGR red
+EDGE_PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)  # black, red, green
 
 
 def write_png(path: Path, image: np.ndarray) -> Path:
@@ -33,6 +34,23 @@ def good_pair(root: Path, split: str, stem: str, size: int = 16) -> None:
     mask = cv2.resize(RED_MASK, (size, size), interpolation=cv2.INTER_NEAREST)
     write_png(root / split / "images" / f"{stem}.png", img)
     write_png(root / split / "masks" / f"{stem}.png", mask)
+
+
+def antialiased_mask() -> tuple[np.ndarray, np.ndarray]:
+    """100x100: black | red | green bands (`EDGE_PALETTE`); 3 columns (3 % of the pixels) at the borders blend two colours.
+
+    Returns:
+        ((100, 100, 3) uint8 RGB mask, (100, 100) the class each pixel's nearer colour gives).
+    """
+    pal = EDGE_PALETTE.astype(float)
+    classes = np.array([0] * 32 + [1] * 35 + [2] * 33)[None].repeat(100, 0)
+    rgb = pal[classes]
+    truth = classes.copy()
+    for cols, (a, b), ts in (((31, 32), (0, 1), (0.25, 0.75)), ((67,), (1, 2), (0.45,))):
+        for col, t in zip(cols, ts):  # (64, 0, 0), (191, 0, 0), (140, 115, 0) + noise
+            rgb[:, col] = (1 - t) * pal[a] + t * pal[b] + [3, -2, 1]  # plus a little JPEG-like noise
+            truth[:, col] = a if t < 0.5 else b
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), truth
 
 
 def build_bad_dataset(root: Path) -> dict[str, str]:

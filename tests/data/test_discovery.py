@@ -11,7 +11,8 @@ import pytest
 from bad_data import build_bad_dataset, good_pair, write_png
 
 from flexseg.config.schemas import ClassConfig, DatasetConfig
-from flexseg.data.discovery import DataProblemsError, build_split, list_image_files, scan_split
+from flexseg.data.checks import inspect_file
+from flexseg.data.discovery import DataProblemsError, build_split, check_inputs, list_image_files, scan_split
 from flexseg.errors import FlexsegError
 
 
@@ -109,3 +110,33 @@ def test_list_image_files_takes_tiffs_and_rejects_shared_stems(tmp_path: Path) -
         list_image_files(tmp_path / "nope", "tiling.masks_dir", allow_empty=True)
     (tmp_path / "empty").mkdir()
     assert list_image_files(tmp_path / "empty", "tiling.masks_dir", allow_empty=True) == []
+
+
+def test_check_inputs_lists_bad_inputs_or_skips_them_with_their_masks(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11: infer/tiled inputs get training's pre-flight check; TIFFs (read by rows) have no size limit."""
+    import tifffile
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for stem in ("a", "b", "c"):
+        write_png(images / f"{stem}.png", np.zeros((16, 16, 3), np.uint8))
+    write_png(masks / "b.png", np.zeros((16, 16, 3), np.uint8))
+    (masks / "b.png").write_bytes((masks / "b.png").read_bytes()[:-12])  # no IEND: the mask of b is cut
+    (images / "c.png").write_bytes(b"")
+    tifffile.imwrite(images / "big.tif", np.zeros((64, 64, 3), np.uint8))
+    files = list_image_files(images, "tiling.images_dir")
+    cfg = _cfg(tmp_path, max_pixels=1000)
+    with pytest.raises(DataProblemsError) as info:
+        check_inputs(files, "tiling.images_dir", cfg, {"b": masks / "b.png"}, lazy_tiff=True)
+    assert [(Path(p.path).name, p.kind) for p in info.value.problems] == [("b.png", "truncated"), ("c.png", "empty-file")]
+    assert str(info.value).startswith(f"tiling.images_dir ('{images}') has 2 problem(s)")
+    caplog.set_level(logging.WARNING)
+    skip = _cfg(tmp_path, max_pixels=1000, on_bad_file="skip")
+    assert [p.name for p in check_inputs(files, "tiling.images_dir", skip, {"b": masks / "b.png"}, lazy_tiff=True)] == [
+        "a.png", "big.tif"]
+    assert "masks/b.png" in caplog.text and "c.png" in caplog.text
+    # infer decodes TIFFs whole: there dataset.max_pixels applies to them as to every image
+    assert [p.name for p in check_inputs(files, "infer.images_dir", skip)] == ["a.png", "b.png"]
+    data = (images / "big.tif").read_bytes()
+    (images / "big.tif").write_bytes(data[: len(data) // 2])
+    assert inspect_file(images / "big.tif", 10**6)[1].kind == "truncated"

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 import numpy as np
+from bad_data import EDGE_PALETTE, antialiased_mask
 
 from flexseg.config.schemas import ClassConfig
 from flexseg.data.discovery import Split
@@ -135,3 +136,22 @@ def test_shuffle_mixes_classes_of_a_per_class_layout_every_epoch(tmp_path: Path,
     assert 2 in first[:24]  # ... and the last folder (out of reach of a 256-name buffer over sorted names)
     assert first != second  # a new order every epoch
     assert epochs(seed=5, count=1) == [first]  # seeded: repeatable
+
+
+def test_antialiased_masks_train_and_foreign_colours_stop_naming_them(tmp_path: Path) -> None:
+    """Issue 11: 3 % of blended edge pixels stopped training (dataset.max_unmatched=0.01)."""
+    import tensorflow as tf
+
+    mask, truth = antialiased_mask()
+    img, path = tmp_path / "edges_img.png", tmp_path / "edges_mask.png"
+    cv2.imwrite(str(img), np.zeros((100, 100, 3), np.uint8))
+    cv2.imwrite(str(path), cv2.cvtColor(mask, cv2.COLOR_RGB2BGR))
+    ds = build_dataset(Split("train", (str(img),), (str(path),)), EDGE_PALETTE, (100, 100), 3, 3, batch_size=1)
+    ((_, y),) = list(ds)  # the default tolerance (60) and max_unmatched (0.01)
+    np.testing.assert_array_equal(labels_from_probs(y.numpy()[0]), truth)  # edges: the nearer class
+    mask[10:20, 40:60] = mask[60:70, 70:100] = (255, 0, 255)  # 5 % magenta: no class, no blend of two
+    cv2.imwrite(str(path), cv2.cvtColor(mask, cv2.COLOR_RGB2BGR))
+    with pytest.raises(tf.errors.OpError) as info:
+        list(ds)
+    assert "edges_mask.png" in str(info.value) and "(255, 0, 255) x 500" in str(info.value)
+    assert "dataset.max_unmatched=0.01" in str(info.value)

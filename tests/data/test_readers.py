@@ -12,7 +12,8 @@ from PIL import Image
 
 from flexseg.config.schemas import ClassConfig
 from flexseg.data.masks import build_palette
-from flexseg.data.readers import ImageOptions, MaskOptions, read_image, read_labels, resolve_color_converter
+from flexseg.data.readers import ImageOptions, MaskOptions, read_image, resolve_color_converter
+from flexseg.data.mask_files import read_labels
 from flexseg.errors import FlexsegError
 from flexseg.inference.image_io import ModelInput, open_image, read_rgb
 

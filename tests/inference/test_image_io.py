@@ -275,7 +275,7 @@ def test_segment_file_scores_a_palette_png_mask_by_its_indices(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
 def test_segment_file_stops_on_a_mask_of_foreign_colours(tmp_path, suffix):
-    """Bug 2: unmatched mask pixels were dropped; now the training check stops, naming file and key."""
+    """Bug 2: unmatched mask pixels were dropped; now the training check stops, naming file, colour and key."""
     rgb = rgb_image(90, 110)
     write_png(tmp_path / "img.png", rgb)
     foreign = np.full((90, 110, 3), (40, 90, 200), np.uint8)  # far from every class colour
@@ -285,7 +285,7 @@ def test_segment_file_stops_on_a_mask_of_foreign_colours(tmp_path, suffix):
         tifffile.imwrite(mask, foreign, photometric="rgb", rowsperstrip=16)
     else:
         write_png(mask, foreign)
-    with pytest.raises(FlexsegError, match=rf"img\{suffix}'.*dataset.max_unmatched=0.01"):
+    with pytest.raises(FlexsegError, match=rf"img\{suffix}'.*\(40, 90, 200\) x 9,900.*dataset.max_unmatched=0.01"):
         segment_file(tmp_path / "img.png", channel_predictor, TiledOptions(tile_size=64, overlap=16),
                      ImageOptions(3), PALETTE, tmp_path / "out", mask_path=mask, mask_options=MaskOptions(PALETTE))
     assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []

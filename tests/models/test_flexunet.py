@@ -10,7 +10,8 @@ import pytest
 
 from flexseg.config.schemas import ModelConfig
 from flexseg.errors import FlexsegError
-from flexseg.models.flexunet import ACTIVATIONS, build_flexunet
+from flexseg.models.blocks import ACTIVATIONS
+from flexseg.models.flexunet import build_flexunet
 from flexseg.models.registry import MODEL_BUILDERS, build_model
 
 

@@ -24,7 +24,7 @@ def test_train_eval_infer_tiled_and_mlflow_record(tmp_path: Path) -> None:
     run_cli([*common, "train.epochs=2", f"hydra.run.dir={tmp_path}/train"], cwd=tmp_path)
     train_dir = tmp_path / "train"
     assert (train_dir / "checkpoints" / "best.keras").is_file()
-    assert sorted(p.name for p in (train_dir / "epoch_change_infer").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert sorted(p.name for p in (train_dir / "epoch_change_infer").iterdir()) == [f"epoch_00{i}.png" for i in range(3)]
     with (train_dir / "train_losses.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["epoch"] for r in rows] == ["1", "2"] and "val_loss" in rows[0]

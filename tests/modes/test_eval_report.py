@@ -138,7 +138,8 @@ def test_per_image_names_follow_their_images_when_a_pair_is_skipped(resized: Pat
 def test_original_size_scores_are_those_of_the_masks_infer_writes(resized: Path) -> None:
     """Bug 6: eval scored only at model resolution; infer delivers masks at the original size."""
     from flexseg.data.masks import match_colors
-    from flexseg.data.readers import MaskOptions, read_labels
+    from flexseg.data.mask_files import read_labels
+    from flexseg.data.readers import MaskOptions
 
     cfg = compose([*TINY, f"dataset.root={resized}/synthetic"])
     palette = np.asarray([c.color for c in cfg.dataset.classes], np.uint8)

@@ -181,6 +181,55 @@ def test_epoch_tiled_inference_follows_the_weights_of_every_epoch(tmp_path: Path
         assert (callback.predict_labels() == favoured).all()
 
 
+def test_epoch_pictures_start_with_the_untrained_model_at_step_0_only_for_a_new_run(tmp_path: Path) -> None:
+    from flexseg.training.callbacks import EpochInference, EpochTiledInference
+
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    images, palette = np.zeros((2, 16, 16, 3), np.float32), np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8)
+    logged: list[tuple[str, int]] = []
+    files: list[tuple[str, str]] = []
+
+    def make(out: Path, baseline: bool) -> list[keras.callbacks.Callback]:
+        log_image = lambda img, key, step: logged.append((key, step))  # noqa: E731
+        log_file = lambda path, folder: files.append((folder, path.name))  # noqa: E731
+        return [EpochInference(images, np.zeros((2, 16, 16, 2), np.float32), palette, out / "infer", log_image,
+                               log_file, baseline),
+                EpochTiledInference(np.zeros((40, 56, 3), np.uint8), np.zeros((40, 56, 3), np.float32), palette,
+                                    out / "tiled", 24, 8, 4, "gaussian", log_image, log_file=log_file,
+                                    baseline=baseline)]
+
+    def fit(callbacks: list[keras.callbacks.Callback]) -> None:
+        for cb in callbacks:
+            cb.set_model(model)
+            cb.on_train_begin()
+            cb.on_epoch_end(0)
+            cb.on_train_end()
+
+    fit(make(tmp_path / "new", baseline=True))
+    assert logged == [("epoch_change_infer", 0), ("epoch_change_infer", 1),
+                      ("epoch_change_tiled", 0), ("epoch_change_tiled", 1)]
+    assert files == [("epoch_change_infer", "epoch_000.png"), ("epoch_change_infer", "epoch_001.png"),
+                     ("epoch_change_tiled", "epoch_000.png"), ("epoch_change_tiled", "epoch_001.png")]
+    assert sorted(p.name for p in (tmp_path / "new" / "infer").iterdir()) == ["epoch_000.png", "epoch_001.png"]
+    logged.clear()
+    fit(make(tmp_path / "resumed", baseline=False))  # a resumed run has its baseline already
+    fit(make(tmp_path / "new", baseline=True))  # ...and so does a run dir that holds epoch_000.png
+    assert 0 not in {step for _, step in logged}
+
+
+def test_a_resumed_training_does_not_picture_the_baseline_again(tmp_path: Path) -> None:
+    import cv2
+
+    large = tmp_path / "large.png"
+    cv2.imwrite(str(large), np.zeros((64, 64, 3), np.uint8))
+    cfg = compose([*TINY, f"dataset.root={tmp_path}/synthetic", "callbacks.epoch_change_infer=false"])
+    new, resumed = (_by_type(build_callbacks(cfg, tmp_path, state, tiled_image=large))["EpochTiledInference"]
+                    for state in (TrainingState(), TrainingState(epoch=2)))
+    assert new.baseline and not resumed.baseline
+    assert new.log_file is not None and new.log_image is not None  # the PNG files go to MLflow too
+
+
 def test_epoch_change_infer_says_when_it_falls_back_to_the_validation_split(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

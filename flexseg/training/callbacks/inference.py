@@ -4,7 +4,9 @@
 `EpochTiledInference` predicts one large image with the sliding window (`flexseg.inference.sliding_window`)
 and shows overlay | colour mask. Both predict through `flexseg.inference.predict.Predictor`, as
 eval/infer/tiled do, write `<out_dir>/epoch_NNN.png` and log the picture to MLflow by step (the
-MLflow UI shows a step slider).
+MLflow UI shows a step slider) and as the artifact `<key>/epoch_NNN.png`. A new training starts
+with the untrained model's picture, `epoch_000.png` at step 0: the slider opens on a picture, and
+the first epochs compare against a baseline.
 """
 
 from __future__ import annotations
@@ -25,39 +27,83 @@ from flexseg.scoring import labels_from_probs
 log = logging.getLogger(__name__)
 
 ImageLogger = Callable[[np.ndarray, str, int], None]  # (RGB uint8 image, key, step)
+FileLogger = Callable[[Path, str], None]  # (local file, artifact folder)
 
 
-class EpochInference(keras.callbacks.Callback):
+def _when(epoch: int) -> str:
+    """Caption of the picture of 0-based `epoch` (-1: before training)."""
+    return "untrained" if epoch < 0 else f"epoch {epoch + 1}"
+
+
+class _EpochPictures(keras.callbacks.Callback):
+    """Writes `<out_dir>/epoch_NNN.png` and hands it to MLflow: by step under the image key `key`, and
+    as the file `<key>/epoch_NNN.png`.
+
+    Args:
+        out_dir: Folder for `epoch_NNN.png`.
+        log_image: Sends the picture to MLflow by step; None logs nothing.
+        log_file: Copies the written PNG into the run's artifacts; None copies nothing.
+        baseline: Picture the untrained model at step 0 when training begins (a new run; a resumed
+            run already has it).
+    """
+
+    key = ""
+
+    def __init__(self, out_dir: Path, log_image: Optional[ImageLogger], log_file: Optional[FileLogger],
+                 baseline: bool) -> None:
+        super().__init__()
+        self.out_dir, self.log_image, self.log_file, self.baseline = out_dir, log_image, log_file, baseline
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.baseline and not (self.out_dir / "epoch_000.png").exists():
+            self.picture(-1)
+
+    def picture(self, epoch: int) -> None:
+        """Predict now and publish the picture of 0-based `epoch` (-1: before training) at step epoch + 1."""
+        raise NotImplementedError
+
+    def publish(self, picture: np.ndarray, step: int) -> None:
+        """Write `epoch_<step>.png`; log it by step and as a file."""
+        path = viz.write_rgb(self.out_dir / f"epoch_{step:03d}.png", picture)
+        if self.log_image is not None:
+            self.log_image(picture, self.key, step)
+        if self.log_file is not None:
+            self.log_file(path, self.key)
+
+
+class EpochInference(_EpochPictures):
     """After every epoch, predict a few fixed images and save/log an image | truth | prediction grid.
 
     Args:
         images: (N, H, W, C) float32 in [0, 1].
         targets: (N, H, W, K|1) model targets.
         palette: (K, 3) uint8 class colours.
-        out_dir: Folder for `epoch_NNN.png`.
-        log_image: Sends the grid to MLflow; None logs nothing.
+        out_dir, log_image, log_file, baseline: As `_EpochPictures`.
     """
 
+    key = "epoch_change_infer"
+
     def __init__(self, images: np.ndarray, targets: np.ndarray, palette: np.ndarray, out_dir: Path,
-                 log_image: Optional[ImageLogger] = None) -> None:
-        super().__init__()
-        self.images, self.palette, self.out_dir, self.log_image = images, palette, out_dir, log_image
+                 log_image: Optional[ImageLogger] = None, log_file: Optional[FileLogger] = None,
+                 baseline: bool = True) -> None:
+        super().__init__(out_dir, log_image, log_file, baseline)
+        self.images, self.palette = images, palette
         self.truth_panels = [viz.colorize(t, palette) for t in labels_from_probs(targets)]
         self.image_panels = [viz.to_uint8_rgb(img) for img in images]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.picture(epoch)
+
+    def picture(self, epoch: int) -> None:
         pred = Predictor(self.model, len(self.images)).labels(self.images)
         rows = [
             [img, truth, viz.colorize(p, self.palette)]
             for img, truth, p in zip(self.image_panels, self.truth_panels, pred)
         ]
-        grid = viz.build_grid(rows, ["image", "truth", f"prediction (epoch {epoch + 1})"])
-        viz.write_rgb(self.out_dir / f"epoch_{epoch + 1:03d}.png", grid)
-        if self.log_image is not None:
-            self.log_image(grid, "epoch_change_infer", epoch + 1)
+        self.publish(viz.build_grid(rows, ["image", "truth", f"prediction ({_when(epoch)})"]), epoch + 1)
 
 
-class EpochTiledInference(keras.callbacks.Callback):
+class EpochTiledInference(_EpochPictures):
     """After every epoch, sliding-window inference of one large image; save/log overlay | mask.
 
     The training model is rebuilt once at the tile size (`Predictor.at_size`, a copy of its
@@ -67,19 +113,20 @@ class EpochTiledInference(keras.callbacks.Callback):
         image: (H, W, 3) uint8 RGB, any size, for the overlay.
         inputs: (H, W, C) float32 model input of the same image, as training reads images.
         palette: (K, 3) uint8 class colours.
-        out_dir: Folder for `epoch_NNN.png`.
+        out_dir, log_image, log_file, baseline: As `_EpochPictures`.
         tile_size, overlap, batch_size, blend: As `flexseg.inference.sliding_window.predict_tiled`.
-        log_image: Sends the picture to MLflow; None logs nothing.
         every: Predict after every `every`-th epoch (and after the last one).
         max_side: Longest side of each saved/logged panel (at least 256; full-size labels are not kept).
     """
 
+    key = "epoch_change_tiled"
+
     def __init__(self, image: np.ndarray, inputs: np.ndarray, palette: np.ndarray, out_dir: Path, tile_size: int,
                  overlap: float, batch_size: int, blend: str, log_image: Optional[ImageLogger] = None,
-                 every: int = 1, max_side: int = 1024) -> None:
-        super().__init__()
-        self.image, self.x = image, inputs
-        self.palette, self.out_dir, self.log_image, self.max_side = palette, out_dir, log_image, max_side
+                 every: int = 1, max_side: int = 1024, log_file: Optional[FileLogger] = None,
+                 baseline: bool = True) -> None:
+        super().__init__(out_dir, log_image, log_file, baseline)
+        self.image, self.x, self.palette, self.max_side = image, inputs, palette, max_side
         self.tile_size, self.overlap, self.batch_size, self.blend = tile_size, overlap, batch_size, blend
         self._predictor: Optional[Predictor] = None
         self._source: Optional[keras.Model] = None  # the model `_predictor` was built from
@@ -107,12 +154,8 @@ class EpochTiledInference(keras.callbacks.Callback):
             self.picture(self._last_epoch)
 
     def picture(self, epoch: int) -> None:
-        """Predict the large image now; write `epoch_NNN.png` and log it at step epoch + 1."""
         self._done = epoch
         labels = self.predict_labels()
         overlay = fit_for_display(viz.overlay(self.image, labels, self.palette), 256, self.max_side)
         mask = fit_for_display(viz.colorize(labels, self.palette), 256, self.max_side, nearest=True)
-        picture = viz.build_grid([[overlay, mask]], [f"overlay (epoch {epoch + 1})", "prediction"])
-        viz.write_rgb(self.out_dir / f"epoch_{epoch + 1:03d}.png", picture)
-        if self.log_image is not None:
-            self.log_image(picture, "epoch_change_tiled", epoch + 1)
+        self.publish(viz.build_grid([[overlay, mask]], [f"overlay ({_when(epoch)})", "prediction"]), epoch + 1)
