@@ -7,7 +7,7 @@ PORT ?= 5000
 RUN := $(BIN)/flexseg experiment=demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui bench-data bench-tiled reproduce clean
+.PHONY: help install demo test test-fast ui bench-data bench-tiled reproduce sweep-demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,11 +32,11 @@ demo: install  ## synthetic data -> train -> eval -> infer -> tiled, then where 
 	@ls -d $$(ls -d outputs/demo/*/ | tail -n 3 | head -n 1)evaluation.csv $$(ls -d outputs/demo/*/ | tail -n 3 | head -n 1)eval/* | sed 's/^/  /'
 	@echo "Runs, per-epoch metrics and images: make ui, then open http://$(HOST):$(PORT)"
 
-test: install  ## the test suite (what CI runs)
-	$(BIN)/python -m pytest -q
+test: install  ## the test suite (what CI runs; two workers, one test file each at a time)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-fast: install  ## the suite without the slow end-to-end CLI tests
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 ui: install  ## MLflow UI on http://127.0.0.1:5000 (HOST=... PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(HOST) --port $(PORT)
@@ -47,6 +47,9 @@ reproduce: install  ## EXP=lizard|lung_tumor|edf_cervical|leukocyte|tiled_cell [
 	$(BIN)/flexseg experiment=$(EXP) mode=eval $(ARGS)
 	$(BIN)/flexseg experiment=$(EXP) mode=infer $(ARGS)
 	@if [ "$(EXP)" = "tiled_cell" ]; then $(BIN)/flexseg experiment=$(EXP) mode=tiled $(ARGS); fi
+
+sweep-demo: install  ## Optuna search on the demo data, 2 trials at a time (6 trials; after make demo)
+	$(BIN)/flexseg -m hparams_search=demo_optuna experiment=demo train.epochs=5 hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 bench-data: install  ## data pipeline throughput + peak RSS (plain and augmented), training step rate
 	$(BIN)/python benchmarks/bench_data.py
@@ -60,4 +63,4 @@ screenshots: install  ## the README's MLflow UI screenshots -> docs/images/ (nee
 	$(BIN)/python docs/screenshots.py
 
 clean:  ## remove outputs, the MLflow store and generated data (keeps .venv)
-	rm -rf outputs multirun mlflow.db mlartifacts data/synthetic
+	rm -rf outputs multirun mlflow.db optuna.db mlartifacts data/synthetic

@@ -22,10 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from flexseg.config.schemas import Config
+from flexseg.config.help import fast_help_applies, render_help
 from flexseg.config.store import CONF_DIR, GROUPS, check_group_option, register_configs
 from flexseg.config.validation import check_override_key, validate_config
 from flexseg.context import RunContext
 from flexseg.errors import ERROR_MARKER, FlexsegError
+from flexseg.sweep import job as sweep_job
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,16 @@ MODE_MODULES = {
 
 
 
-def _fail(message: str) -> None:
+class JobFailed(FlexsegError):
+    """A job of a sweep stopped with a clear error; the sweeper records it and goes on."""
+
+
+def _fail(message: str, in_sweep: bool = False) -> None:
+    """Say what went wrong in one paragraph and stop: exit 2, or, inside a sweep, fail only this job."""
     sys.stderr.write(f"flexseg: error: {message}\n")
     _release_failed_frames()
+    if in_sweep:
+        raise JobFailed(message) from None
     sys.exit(2)
 
 
@@ -90,7 +99,7 @@ def _check_overrides(argv: list[str]) -> None:
     from hydra.core.override_parser.types import OverrideType
 
     args, _ = get_args_parser().parse_known_args(argv)
-    if args.help or args.hydra_help:
+    if args.hydra_help:
         return
     try:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
@@ -109,29 +118,38 @@ def _check_overrides(argv: list[str]) -> None:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(dcfg: DictConfig) -> float | None:
+    job = sweep_job.current_job()  # None unless this is a job of `flexseg -m`
     try:
         cfg: Config = validate_config(OmegaConf.to_object(dcfg))
         hc = HydraConfig.get()
         ctx = RunContext(
             run_dir=Path(hc.runtime.output_dir),
-            overrides=list(hc.overrides.task),
+            overrides=job.first_varying(list(hc.overrides.task)) if job else list(hc.overrides.task),
             config_yaml=OmegaConf.to_yaml(dcfg, resolve=True),
+            sweep=job,
         )
+        sweep_job.begin(job)
         runner = importlib.import_module(f"flexseg.modes.{MODE_MODULES[cfg.mode.value]}")
         results = runner.run(cfg, ctx)
     except FlexsegError as err:
-        _fail(str(err))
+        _fail(str(err), job is not None)
         return None
     except MissingMandatoryValue as err:  # `???` left unset, e.g. dataset.root of an imported experiment
         where = " (the folder holding train/, valid/ and test/)" if err.full_key == "dataset.root" else ""
-        _fail(f"{err.full_key} has no value: add {err.full_key}=VALUE{where} to the command, or set it in your YAML.")
+        _fail(f"{err.full_key} has no value: add {err.full_key}=VALUE{where} to the command, or set it in your YAML.",
+              job is not None)
         return None
     except Exception as err:
         # A data error raised inside a tf.data map reaches us wrapped in a TensorFlow error.
         text = str(err)
         if type(err).__module__.startswith("tensorflow") and ERROR_MARKER in text:
-            _fail(text.split(ERROR_MARKER, 1)[1].split("\n", 1)[0].strip())
+            _fail(text.split(ERROR_MARKER, 1)[1].split("\n", 1)[0].strip(), job is not None)
+        if job is not None:  # the traceback goes to the job's log; the sweeper reports one line
+            log.exception("job %d failed", job.num)
         raise
+    finally:
+        if job is not None:
+            sweep_job.end()
     log.info("results: %s", ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
     # Returned for sweepers that optimise a number (Optuna and friends).
     return results.get("objective")
@@ -145,4 +163,16 @@ def main() -> None:
     except FlexsegError as err:
         _fail(str(err))
     register_configs()
-    _hydra_main()
+    if fast_help_applies(sys.argv[1:]):
+        try:
+            text = render_help(sys.argv[1:])
+        except HydraException as err:  # e.g. a value of the wrong type
+            _fail(" ".join(f"{err}: {err.__cause__ or ''}".split()))
+        sys.stdout.write(text + "\n")
+        return
+    try:
+        _hydra_main()
+    except ValueError as err:  # Hydra's own argument check, e.g. `-m` with `--cfg job`
+        if "can be specified" not in str(err):
+            raise
+        _fail(f"{err}. To see one job's config, run the command without -m and with one value per key.")

@@ -126,6 +126,14 @@ class Resume(Choice):
     auto = "auto"
 
 
+class Direction(Choice):
+    """`train.objective_direction`: auto (maximize scores such as dice/iou, minimize losses) | maximize | minimize."""
+
+    auto = "auto"
+    maximize = "maximize"
+    minimize = "minimize"
+
+
 class SplitName(Choice):
     """A dataset split (`preview.split`, `stats.splits`)."""
 

@@ -22,6 +22,7 @@ from flexseg.config.choices import (
     BadFilePolicy,
     Blend,
     ColorOrder,
+    Direction,
     Interpolation,
     JitCompile,
     LRSchedule,
@@ -116,6 +117,11 @@ class DatasetConfig:
     valid_masks: Optional[str] = None
     test_images: Optional[str] = None
     test_masks: Optional[str] = None
+    # k-fold cross-validation: train+valid pooled and dealt into `folds` folds by pair key, stratified
+    # by the classes each mask contains; fold `fold` validates. None: the train/valid splits as they are.
+    folds: Optional[int] = None
+    fold: int = 0
+    fold_seed: int = 42  # not `seed`: a sweep over `seed` keeps the same folds
     # Masks: auto (palette PNG / 2-D npz -> index, else rgb) | rgb (nearest class colour) |
     # gray (blur, then `threshold` when `binarize`) | index (pixel value = class index).
     mask_format: MaskFormat = MaskFormat.auto
@@ -180,6 +186,11 @@ class TrainConfig:
     resume: Resume = Resume.false
     # A training run dir holding checkpoints/state.json; None: the newest one, found through MLflow.
     resume_dir: Optional[str] = None
+    # What a sweep optimises: the best value over the epochs of this logged metric (val_dice: mean
+    # foreground dice on the validation split). Every mode returns its counterpart (eval: test dice).
+    objective: str = "val_dice"
+    # auto: maximize scores (dice, iou, ...), minimize losses | maximize | minimize.
+    objective_direction: Direction = Direction.auto
 
 
 @dataclass

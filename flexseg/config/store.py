@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 CONF_DIR = REPO_ROOT / "conf"
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 
-GROUPS = ("model", "dataset", "augment", "callbacks", "tiling", "experiment")
+GROUPS = ("model", "dataset", "augment", "callbacks", "tiling", "experiment", "hparams_search")
 
 
 def register_configs() -> None:
@@ -35,6 +35,15 @@ def register_configs() -> None:
     accept_bool_choices()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
+    # `flexseg -m key=a,b` runs flexseg's grid sweeper (a parent MLflow run, failed jobs recorded while the
+    # others go on). It takes the name of Hydra's default sweeper, `basic`, so that an hparams_search file
+    # can still switch to `optuna` (a sweeper chosen in config.yaml would win over the search's choice).
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's plugin scan stores its own `basic` (again); ours goes over it afterwards
+    cs.store(group="hydra/sweeper", name="basic", provider="flexseg",
+             node={"_target_": "hydra_plugins.flexseg_sweepers.sweepers.FlexsegGridSweeper",
+                   "max_batch_size": None, "params": None})
     # `experiments/` is the `experiment` group (package _global_), without a second conf tree.
     for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
         cs.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")

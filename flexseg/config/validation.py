@@ -152,4 +152,22 @@ def validate_config(cfg: Config) -> Config:
     ):
         if value < 1:
             raise FlexsegError(f"{key}={value}; it must be at least 1.")
+    _check_folds(cfg.dataset.folds, cfg.dataset.fold)
     return cfg
+
+
+def _check_folds(folds: int | None, fold: int) -> None:
+    """`dataset.folds` / `dataset.fold`: at least 2 folds, and a fold index among them."""
+    if folds is None:
+        if fold != 0:
+            raise FlexsegError(
+                f"dataset.fold={fold} is set but dataset.folds is not; set dataset.folds=K (K >= 2) for k-fold "
+                "cross-validation, or leave dataset.fold unset to train on the train/valid splits as they are."
+            )
+        return
+    if folds < 2:
+        raise FlexsegError(f"dataset.folds={folds}; k-fold cross-validation needs at least 2 folds (or null to "
+                           "use the train/valid splits as they are).")
+    if not 0 <= fold < folds:
+        raise FlexsegError(f"dataset.fold={fold} is not a fold of dataset.folds={folds}; use 0..{folds - 1} "
+                           f"(a sweep over all folds: dataset.fold='range({folds})').")

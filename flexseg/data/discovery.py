@@ -230,3 +230,16 @@ def check_inputs(files: list[Path], key: str, cfg: DatasetConfig, masks: dict[st
     if files and not good:
         raise DataProblemsError(key, [Problem(str(files[0].parent), "empty-split", "no usable images left.")], what)
     return good
+
+
+def pair_keys(cfg: DatasetConfig, split: Split) -> list[Key]:
+    """The pairing key of each pair of `split` (as `scan_split` paired it), in the split's order.
+
+    Returns:
+        One (folder parts the `dataset.<split>_images` glob matched, image file stem) per pair.
+    """
+    root = Path(cfg.root)
+    pattern = getattr(cfg, f"{split.name}_images") or _default_pattern(root, split.name, "images")
+    dirs, _ = _match_dirs(root, pattern, f"dataset.{split.name}_images")
+    wild = {str(folder): parts for folder, parts in dirs}
+    return [(wild.get(str(Path(image).parent), ()), Path(image).stem) for image in split.images]

@@ -8,16 +8,19 @@ later calls a cache hit; a fresh build is written beside `root` and swapped in w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
+from filelock import FileLock
 
 from flexseg.config.schemas import SyntheticConfig
 from flexseg.errors import FlexsegError
@@ -166,6 +169,18 @@ def build_synthetic_dataset(root: Path, spec: SyntheticConfig, colors: Sequence[
             f"dataset.classes lists {len(colors)}."
         )
     marker = _marker(spec, colors)
+    if (root / MARKER).is_file() and json.loads((root / MARKER).read_text()) == marker:
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Parallel sweep jobs: one generates, the others wait and then reuse its folder. The lock file lives
+    # in the temp folder (named by the dataset path), so nothing is left beside the data.
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    with FileLock(str(Path(tempfile.gettempdir()) / f"flexseg-synthetic-{key}.lock")):
+        return _generate_once(root, spec, marker)
+
+
+def _generate_once(root: Path, spec: SyntheticConfig, marker: dict) -> Path:  # type: ignore[type-arg]
+    """`build_synthetic_dataset` under its lock: reuse what another process made meanwhile, else generate."""
     marker_path = root / MARKER
     if marker_path.is_file() and json.loads(marker_path.read_text()) == marker:
         return root
@@ -175,7 +190,6 @@ def build_synthetic_dataset(root: Path, spec: SyntheticConfig, colors: Sequence[
             "folder, so flexseg will not overwrite it. Point dataset.root at an empty or new folder."
         )
     log.info("Generating the synthetic dataset (seed %d) into %s", spec.seed, root)
-    root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     old = root.parent / f".{root.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

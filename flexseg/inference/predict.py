@@ -16,6 +16,7 @@ import cv2
 import keras
 import numpy as np
 
+from flexseg.inference.ensemble import build_ensemble, ensemble_members
 from flexseg.scoring import labels_from_probs
 
 
@@ -28,10 +29,13 @@ def input_size(model: keras.Model) -> tuple[int, int, int]:
 def with_input_size(model: keras.Model, height: int, width: int) -> keras.Model:
     """The same fully convolutional model rebuilt for (height, width) inputs, with a copy of its weights.
 
-    Returns `model` itself when it already takes that size.
+    Returns `model` itself when it already takes that size; a fold ensemble is rebuilt member by member.
     """
     if input_size(model)[:2] == (height, width):
         return model
+    members = ensemble_members(model)
+    if members:
+        return build_ensemble({m.name: with_input_size(m, height, width) for m in members})
     config = model.get_config()
     for layer in config["layers"]:
         if layer["class_name"] == "InputLayer":

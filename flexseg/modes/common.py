@@ -20,6 +20,7 @@ from flexseg.data.readers import options_from_config
 from flexseg.data.synthetic import build_synthetic_dataset
 from flexseg.errors import FlexsegError
 from flexseg.inference.checkpoint import load_model_file
+from flexseg.inference.ensemble import build_ensemble
 from flexseg.training.losses import get_loss
 from flexseg.training.metrics import build_metrics
 from flexseg.training.optimizers import build_optimizer, build_schedule
@@ -138,8 +139,18 @@ def open_tracking(cfg: Config) -> str:
     return tracking.setup(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_location)
 
 
-def resolve_checkpoint(ckpt: str, experiment_id: str, experiment: str) -> tuple[Path, str | None]:
-    """`ckpt` (path | runs:/<id> | latest) -> (local .keras path, training run id or None).
+def _run_checkpoint(run_id: str) -> Path:
+    """The best checkpoint of a training run: its own folder when on this machine, else fetched from MLflow."""
+    local = Path(tracking.run_tag(run_id, "run_dir") or "/nonexistent") / "checkpoints" / "best.keras"
+    return local if local.is_file() else tracking.fetch_checkpoint(run_id)
+
+
+def resolve_checkpoint(ckpt: str, experiment_id: str, experiment: str) -> tuple[dict[str, Path], str | None]:
+    """`ckpt` (path | runs:/<id> | latest) -> ({name: local .keras path}, run id or None).
+
+    One checkpoint, named by its run id (or its path); for a run with no checkpoint of its own whose
+    FINISHED child training runs are the folds of a cross-validation sweep, each fold's, by run id;
+    for the parent run of another sweep, its best run's (`best_run_id`).
 
     Raises:
         FlexsegError: when no checkpoint can be found.
@@ -154,11 +165,20 @@ def resolve_checkpoint(ckpt: str, experiment_id: str, experiment: str) -> tuple[
             )
     elif ckpt.startswith("runs:/"):
         run_id = ckpt[len("runs:/") :].strip("/").split("/")[0]
-    if run_id is not None:
-        # The training run's own folder when it is on this machine, else a copy from the artifact store.
-        local = Path(tracking.run_tag(run_id, "run_dir") or "/nonexistent") / "checkpoints" / "best.keras"
-        return (local if local.is_file() else tracking.fetch_checkpoint(run_id)), run_id
-    return Path(ckpt), None  # load_model_file names what it is when it is not a model
+    if run_id is None:
+        return {ckpt: Path(ckpt)}, None  # load_model_file names what it is when it is not a model
+    try:
+        return {run_id: _run_checkpoint(run_id)}, run_id
+    except FlexsegError:
+        best = tracking.run_tag(run_id, "best_run_id")
+        folds = tracking.child_training_runs(run_id)
+        if best and not tracking.run_tag(run_id, "cv_folds"):  # a search's parent run: its best trial
+            log.info("ckpt=runs:/%s is a sweep; using its best run %s", run_id, best)
+            return {best: _run_checkpoint(best)}, best
+        if not folds:
+            raise
+    log.info("ensemble of %d fold models (runs %s)", len(folds), ", ".join(folds))
+    return {fold: _run_checkpoint(fold) for fold in folds}, run_id
 
 
 def run_tags(cfg: Config, mode: str, run_dir: Path) -> dict[str, str]:
@@ -190,12 +210,17 @@ def evaluation_run(cfg: Config, mode: str, ctx: RunContext, exp_id: str, train_r
 def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
     """Resolve `cfg.ckpt`, load the model and check it predicts the config's classes.
 
+    A cross-validation parent run (`ckpt=runs:/<parent_id>`) gives the ensemble of its fold models
+    (`flexseg.inference.ensemble.build_ensemble`: the mean of their probabilities).
+
     Returns:
-        (model, checkpoint path, training run id or None, experiment id)
+        (model, checkpoint path (the first fold model's for an ensemble), training (or parent) run id
+        or None, experiment id)
     """
     exp_id = open_tracking(cfg)
-    path, run_id = resolve_checkpoint(cfg.ckpt, exp_id, cfg.tracking.experiment)
-    model = load_model_file(path)
+    checkpoints, run_id = resolve_checkpoint(cfg.ckpt, exp_id, cfg.tracking.experiment)
+    model = build_ensemble({name: load_model_file(file) for name, file in checkpoints.items()})
+    path = next(iter(checkpoints.values()))
     outputs = int(model.output_shape[-1])
     if outputs != cfg.model.num_classes:
         raise FlexsegError(

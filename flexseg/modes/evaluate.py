@@ -6,8 +6,8 @@ scores, the confusion matrix (CSV + heatmap) and a gallery of the worst images.
 
 Scores come at two resolutions. The unlabelled lines (`dice_<class>`, `mean_foreground_dice`, ...),
 the confusion matrix and the gallery are at model resolution: the truth mask shrunk to the model
-size with nearest neighbour, as training and its `val_*` metrics see it; `objective` is their
-`mean_foreground_dice`. The `*_original_size` lines score what `mode=infer` delivers: predictions
+size with nearest neighbour, as training and its `val_*` metrics see it; `objective` is the
+counterpart of `train.objective` among them (`val_dice` -> `mean_foreground_dice`). The `*_original_size` lines score what `mode=infer` delivers: predictions
 resized back to each image's size (`flexseg.inference.predict.predict_full_size`) against the
 truth mask read at its own size.
 """
@@ -31,6 +31,7 @@ from flexseg.inference.predict import Predictor, predict_full_size
 from flexseg.modes import common
 from flexseg.reporting import plots, viz
 from flexseg.reporting.tables import WorstImages, write_confusion_csv, write_table
+from flexseg.sweep.objective import pick
 from flexseg.scoring import compute_confusion, compute_scores, image_scores, labels_from_probs, nanmean_foreground
 
 log = logging.getLogger(__name__)
@@ -149,5 +150,5 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     log.info("test mean foreground dice: %.4f at model resolution (the objective), %.4f at original size "
              "(reference dice_coef_multiclass, background included: %.4f)", results["mean_foreground_dice"],
              results[f"mean_foreground_dice{ORIGINAL}"], results.get("dice_coef_multiclass", float("nan")))
-    results["objective"] = results["mean_foreground_dice"]
+    results["objective"] = pick(results, cfg.train.objective)  # the test counterpart of train.objective
     return results

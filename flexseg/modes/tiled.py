@@ -24,6 +24,7 @@ from flexseg.inference.sliding_window import resolve_overlap
 from flexseg.modes import common
 from flexseg.reporting.tables import write_table
 from flexseg.scoring import image_scores
+from flexseg.sweep.objective import pick
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
         total = {"image": "all", **image_scores(confusion, names)}
         results["mean_foreground_dice"] = float(total["mean_foreground_dice"])
         results["mean_foreground_iou"] = float(total["mean_foreground_iou"])
+        results["objective"] = pick(results, cfg.train.objective)
         write_table(out_dir / "tiled_metrics.csv", list(total), [list(r.values()) for r in [*rows, total]])
     scores = {f"tiled_{k}": results[k] for k in ("mean_foreground_dice", "mean_foreground_iou") if k in results}
     with common.evaluation_run(cfg, "tiled", ctx, exp_id, run_id):

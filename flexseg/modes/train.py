@@ -6,10 +6,8 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -27,17 +25,21 @@ from flexseg.training.callbacks import (
     MlflowLogger,
     TrainingState,
     monitor_mode,
-    save_model_atomic,
 )
+from flexseg.training.callbacks.pruning import TrialPruning
 from flexseg.training.callbacks.state import best_value
+from flexseg.sweep.objective import best_epoch, resolve_direction
+from flexseg.sweep.trial import TrialReporter
 from flexseg.config.choices import LRSchedule
 from flexseg.config.schemas import Config
 from flexseg.data.discovery import IMAGE_EXTS, Split, build_split
 from flexseg.data.augment import build_augment
+from flexseg.data.folds import build_training_splits, fold_tags
 from flexseg.data.pipeline import build_dataset
 from flexseg.data.readers import convert_image, read_pixels, to_uint8
 from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
+from flexseg.training import records
 from flexseg.training.metrics import metric_log_names
 from flexseg.models.registry import build_model
 from flexseg.modes import common
@@ -51,7 +53,6 @@ from flexseg.training.resume import (
 )
 
 log = logging.getLogger(__name__)
-ARTIFACTS = ("train_losses.csv", "train_metrics.csv", "train_losses.png", "train_metrics.png")
 
 
 def _sample_batch(ds, count: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -63,13 +64,22 @@ def _sample_batch(ds, count: int) -> tuple[np.ndarray, np.ndarray]:  # type: ign
     return np.stack(images), np.stack(targets)
 
 
-def check_monitor(cfg: Config) -> None:
-    """Stop when `callbacks.monitor` is not a value Keras logs (it would silently never trigger)."""
+def check_monitor(cfg: Config, in_sweep: bool = False) -> None:
+    """Stop when `callbacks.monitor` (or, in a sweep, `train.objective`) is not a value Keras logs.
+
+    Outside a sweep an objective that is not logged only gets a warning (the result is then NaN).
+    """
     names = ["loss", *metric_log_names(cfg.train.metrics, cfg.model.num_classes, common.class_names(cfg))]
     valid = [*names, *(f"val_{n}" for n in names)]
-    if cfg.callbacks.monitor not in valid:
-        raise FlexsegError(f"callbacks.monitor='{cfg.callbacks.monitor}' is not logged by this training; "
-                           f"choose one of {', '.join(valid)} (metrics come from train.metrics).")
+    for key, value in (("callbacks.monitor", cfg.callbacks.monitor), ("train.objective", cfg.train.objective)):
+        if value in valid:
+            continue
+        message = (f"{key}='{value}' is not logged by this training; choose one of {', '.join(valid)} "
+                   "(metrics come from train.metrics).")
+        if key == "train.objective" and not in_sweep:
+            log.warning("%s The objective of this run is NaN.", message)
+        else:
+            raise FlexsegError(message)
 
 
 def tiled_image_path(cfg: Config) -> Optional[Path]:
@@ -88,12 +98,13 @@ def tiled_image_path(cfg: Config) -> Optional[Path]:
 
 
 def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=None,  # type: ignore[no-untyped-def]
-                    tiled_image: Optional[Path] = None) -> list[keras.callbacks.Callback]:
+                    tiled_image: Optional[Path] = None, report=None) -> list[keras.callbacks.Callback]:
     """The callbacks `callbacks.*` switches on, in the order their contracts need.
 
     Order: ReduceLROnPlateau, best checkpoint, early stopping (their counters change at epoch end)
     -> `EpochRecorder` (commits last.keras + state.json) -> CSV, plots, MLflow (publish committed
-    epochs only) -> epoch-change inference pictures.
+    epochs only) -> epoch-change inference pictures -> the sweep trial's pruning (`report(epoch,
+    objective) -> stop?`, from `flexseg.sweep.trial`).
     """
     c, t = cfg.callbacks, cfg.train
     if c.tiled_every < 1:
@@ -135,6 +146,8 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
             to_uint8(pixels), convert_image(pixels, common.read_options(cfg).image), pal,
             run_dir / "epoch_change_tiled", tl.tile_size, tl.overlap, tl.batch_size, tl.blend, log_image,
             every=c.tiled_every, log_file=log_file, baseline=baseline))
+    if report is not None:
+        cbs.append(TrialPruning(cfg.train.objective, report))
     return cbs
 
 
@@ -152,11 +165,25 @@ def _recorder(callbacks: list[keras.callbacks.Callback]) -> EpochRecorder:
     return next(cb for cb in callbacks if isinstance(cb, EpochRecorder))
 
 
-def _summary(cfg: Config, state: TrainingState, run_dir: Path) -> dict[str, float]:
-    monitor = cfg.callbacks.monitor
+def _summary(cfg: Config, state: TrainingState, run_dir: Path, log_to_run: bool = True) -> dict[str, float]:
+    """Results of a training: best monitored value, and the objective with the metrics of its best epoch.
+
+    `objective` is the best value of `train.objective` over the epochs; `best_val_*` are the validation
+    metrics of that epoch (cross-validation averages them over folds). Also logged into the run.
+    """
+    monitor, metric = cfg.callbacks.monitor, cfg.train.objective
     best = best_value(state.history, monitor, monitor_mode(monitor) == "max")
-    log.info("training done: %d epochs, best %s %.4f; outputs in %s", state.epoch, monitor, best, run_dir)
-    return {f"best_{monitor}": best, "epochs": float(state.epoch), "objective": best}
+    maximize = resolve_direction(metric, cfg.train.objective_direction) == "maximize"
+    row = best_epoch(state.history, metric, maximize) or {}
+    results = {f"best_{monitor}": best, "epochs": float(state.epoch), "objective": row.get(metric, float("nan")),
+               **{f"best_{k}": v for k, v in row.items() if k.startswith("val_")}}
+    if row:
+        results["best_epoch"] = float(row["epoch"])
+    if log_to_run and state.run_id and cfg.callbacks.mlflow:
+        tracking.log_metrics_to(state.run_id, {k: v for k, v in results.items() if k != "epochs"})
+    log.info("training done: %d epochs, best %s %.4f, objective (best %s) %.4f; outputs in %s", state.epoch,
+             monitor, best, metric, results["objective"], run_dir)
+    return results
 
 
 def _start_or_resume(
@@ -177,18 +204,18 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     common.seed_everything(cfg.seed)
     common.prepare_dataset(cfg.dataset)
     m, t = cfg.model, cfg.train
-    check_monitor(cfg)
+    check_monitor(cfg, in_sweep=ctx.sweep is not None)
     exp_id = common.open_tracking(cfg)
     run_dir, state, point = _start_or_resume(cfg, ctx, exp_id)
     if point is not None and state.finished:
         if state.stopped_early or state.epoch >= t.epochs:
             log.info("%s already finished (epoch %d of %d%s); nothing to resume", run_dir, state.epoch, t.epochs,
                      ", stopped early" if state.stopped_early else "")
-            return _summary(cfg, state, run_dir)
+            return _summary(cfg, state, run_dir, log_to_run=False)
         state.finished = False  # more epochs asked for: continue the finished run
     size = (m.image_height, m.image_width)
     pal, opts = common.palette(cfg), common.read_options(cfg)
-    splits = {s: build_split(cfg.dataset, s) for s in ("train", "valid")}
+    splits = dict(zip(("train", "valid"), build_training_splits(cfg.dataset, opts.mask)))  # or a k-fold fold
     log.info("dataset %s: %d train / %d valid pairs", cfg.dataset.name, len(splits["train"]), len(splits["valid"]))
     augment = build_augment(cfg.augment)  # the train split only
     train_ds = build_dataset(splits["train"], pal, size, m.image_channels, m.num_classes, t.batch_size,
@@ -209,64 +236,30 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
             restore_model(model, point)
         log.info("model %s: %.3f M parameters, precision %s", m.name, model.count_params() / 1e6, t.precision)
         run_dir.mkdir(parents=True, exist_ok=True)
-        tags = {**common.run_tags(cfg, "train", run_dir), "config_hash": config_hash(ctx.config_yaml)}
+        tags = {**common.run_tags(cfg, "train", run_dir), "config_hash": config_hash(ctx.config_yaml),
+                **fold_tags(cfg.dataset)}
         name = None if point else tracking.run_name(cfg.tracking.experiment, "train", ctx.overrides)
         with tracking.start_run(exp_id, run_id=state.run_id, run_name=name, tags=None if point else tags) as run_id:
             state.run_id = run_id
             if point is None:
-                _record_new_run(cfg, ctx, run_dir, model, exp_id)
+                records.record_new_run(cfg, ctx, run_dir, model, exp_id)
             else:
-                _record_resume(cfg, ctx, state, tags["git_commit"])
-            callbacks = build_callbacks(cfg, run_dir, state, infer_ds, tiled_image_path(cfg))
+                records.record_resume(cfg, ctx, state, tags["git_commit"])
+            report = _trial_reporter(ctx)
+            callbacks = build_callbacks(cfg, run_dir, state, infer_ds, tiled_image_path(cfg), report)
             model.fit(
                 train_ds, validation_data=valid_ds, epochs=state.epoch if state.stopped_early else t.epochs,
                 initial_epoch=state.epoch, steps_per_epoch=t.steps_per_epoch, validation_steps=t.validation_steps,
                 callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
             )
-            _log_final_model(model, run_dir)
+            records.log_final_model(model, run_dir)
         _recorder(callbacks).mark_finished()
     return _summary(cfg, state, run_dir)
 
 
-def _record_new_run(cfg: Config, ctx: RunContext, run_dir: Path, model: keras.Model, exp_id: str) -> None:
-    """Config, params, overrides and model summary of a new run (into the active MLflow run)."""
-    tmp = run_dir / ".config.yaml.tmp"
-    tmp.write_text(ctx.config_yaml)
-    os.replace(tmp, run_dir / "config.yaml")
-    summary = io.StringIO()
-    model.summary(print_fn=lambda line, *a, **k: summary.write(line + "\n"))
-    tracking.log_params(tracking.flatten_params(cfg))
-    tracking.set_tags({"overrides": " ".join(ctx.overrides)[:5000]})
-    tracking.log_text(ctx.config_yaml, "config.yaml")
-    tracking.log_text(summary.getvalue(), "model_summary.txt")
-    log.info("MLflow run %s (experiment '%s'); in the UI (make ui): http://127.0.0.1:5000/%s",
-             tracking.active_run_id(), cfg.tracking.experiment,
-             tracking.ui_route(exp_id, tracking.active_run_id()))
-
-
-def _record_resume(cfg: Config, ctx: RunContext, state: TrainingState, commit: str) -> None:
-    """Tag the resume (params stay those of the first start) and log committed epochs MLflow lacks."""
-    run_id = tracking.active_run_id()
-    n = sum(1 for k in tracking.get_tags(run_id) if k.startswith("resume_")) + 1
-    tracking.set_tags({f"resume_{n}": f"from epoch {state.epoch}; commit {commit}; log {ctx.run_dir}; "
-                                      f"overrides {' '.join(ctx.overrides)}"[:5000]})
-    if cfg.callbacks.mlflow:
-        filled = tracking.log_missing_metrics(run_id, state.history)
-        if filled:
-            log.info("logged %d metric values of committed epochs that MLflow lacked", filled)
-
-
-def _log_final_model(model: keras.Model, run_dir: Path) -> None:
-    """Log best + last checkpoints (writing them when their callbacks were off), CSVs and plots."""
-    ckpt = run_dir / "checkpoints"
-    last = ckpt / "last.keras"
-    if not last.exists():
-        save_model_atomic(model, last)
-    best = ckpt / "best.keras"
-    if not best.exists():  # checkpoint callback off, or monitor never finite: the final model stands in
-        save_model_atomic(model, best)
-    tracking.log_artifact(best, "checkpoints")
-    tracking.log_artifact(last, "checkpoints")
-    for name in ARTIFACTS:
-        if (run_dir / name).is_file():
-            tracking.log_artifact(run_dir / name)
+def _trial_reporter(ctx: RunContext):  # type: ignore[no-untyped-def]
+    """The Optuna trial's `(epoch, value) -> stop?` reporter when this job is a trial, else None."""
+    job = ctx.sweep
+    if job is None or job.trial is None:
+        return None
+    return TrialReporter(job.trial, job.pruner)

@@ -26,6 +26,7 @@ from flexseg.tracking.mlflow import (
     fetch_checkpoint,
 )
 from flexseg.tracking.naming import run_name, ui_route
+from flexseg.tracking.mlflow import child_training_runs
 
 __all__ = [
     "resolve_uri",
@@ -50,4 +51,5 @@ __all__ = [
     "fetch_checkpoint",
     "run_name",
     "ui_route",
+    "child_training_runs",
 ]

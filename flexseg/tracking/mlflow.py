@@ -102,8 +102,13 @@ def start_run(
     """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception.
 
     With `parent_run_id` the new run is a child of that run (tag `mlflow.parentRunId`, shown nested in
-    the MLflow UI); the parent is neither reopened nor ended, so its status never changes.
+    the MLflow UI); the parent is neither reopened nor ended, so its status never changes. Inside a
+    sweep job a new run carries the sweep's tags and, without a parent of its own, is the sweep's child.
     """
+    if run_id is None:
+        from flexseg.tracking.sweeps import sweep_defaults
+
+        parent_run_id, tags, run_name = sweep_defaults(parent_run_id, tags, run_name)
     if parent_run_id is not None:
         tags = {**(tags or {}), PARENT_TAG: parent_run_id}
     try:
@@ -244,3 +249,21 @@ def fetch_checkpoint(run_id: str) -> Path:
             f"ckpt=runs:/{run_id}: cannot fetch '{CHECKPOINT_ARTIFACT}' from that MLflow run ({err}). "
             "Check the run id with `make ui`, or pass ckpt=path/to/model.keras."
         ) from err
+
+
+def child_training_runs(parent_id: str) -> list[str]:
+    """Ids of the FINISHED training runs (tag mode=train) whose parent is `parent_id`, oldest first.
+
+    The fold models of a cross-validation sweep (runs of other sweeps, without a `cv_fold` tag, are
+    left out); [] when the run does not exist or has none.
+    """
+    try:
+        experiment_id = MlflowClient().get_run(parent_id).info.experiment_id
+    except mlflow.exceptions.MlflowException:
+        return []
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}' and tags.mode = 'train' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time ASC"], output_format="list",
+    )
+    return [r.info.run_id for r in runs if "cv_fold" in r.data.tags or "sweep_parent" not in r.data.tags]

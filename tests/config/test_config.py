@@ -156,3 +156,11 @@ def test_help_lists_modes_and_groups(tmp_path: Path) -> None:
     assert "mode=train|eval|infer|tiled|stats|preview" in proc.stdout
     for group in ("model", "dataset", "augment", "callbacks", "tiling", "experiment"):
         assert f"{group}:" in proc.stdout
+
+
+def test_help_shows_the_config_with_the_overrides_applied(tmp_path: Path) -> None:
+    proc = run_cli(["--help", "experiment=demo", "model.num_layers=3"], cwd=tmp_path)
+    assert "hparams_search: demo_optuna, unet_optuna" in proc.stdout
+    assert "  image_height: 128\n" in proc.stdout and "  num_layers: 3\n" in proc.stdout
+    bad = run_cli(["--help", "model.num_layers=abc"], cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "model.num_layers=abc" in bad.stderr and "Traceback" not in bad.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 import pytest
-from conftest import REPO, TINY, compose, run_cli
+from conftest import REPO, TINY, compose, run_cli, seed_store
 from omegaconf import OmegaConf
 
 from flexseg.training.callbacks import MlflowLogger, read_state
@@ -142,6 +142,7 @@ def test_sigkill_after_epoch_2_of_4_then_resume_into_the_same_run(tmp_path: Path
     from flexseg import tracking
 
     args = [*_store(tmp_path), "train.epochs=4"]
+    seed_store(args)
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "flexseg", *args, f"hydra.run.dir={tmp_path}/train"], cwd=tmp_path, stdout=log,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import compose, run_cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "data"))
 from bad_data import build_bad_dataset  # noqa: E402
@@ -41,30 +42,40 @@ def test_stats_lists_every_bad_file_and_exits_nonzero(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "stats" / "class_stats.png").is_file()
 
 
-def test_stats_on_real_lizard_and_lung_tumor(tmp_path: Path, shared_data: Path) -> None:
-    run_cli(["dataset=lizard", f"dataset.root={shared_data / 'lizard_mini'}", "mode=stats",
-             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/lizard"], cwd=tmp_path)
+def _run(mode: str, overrides: list[str], run_dir: Path) -> dict[str, float]:
+    """A mode in this process (the CLI's ~10 s of imports saved; its exit and messages: the test above)."""
+    from omegaconf import OmegaConf
+
+    from flexseg.context import RunContext
+    from flexseg.modes import stats, train
+
+    cfg = compose(overrides)
+    runner = stats if mode == "stats" else train
+    return runner.run(cfg, RunContext(run_dir, overrides, OmegaConf.to_yaml(OmegaConf.structured(cfg))))
+
+
+def test_stats_on_real_lizard_and_lung_tumor(tmp_path: Path, shared_data: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="flexseg.modes.stats")
+    results = _run("stats", ["dataset=lizard", f"dataset.root={shared_data / 'lizard_mini'}", "mode=stats",
+                             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], tmp_path / "lizard")
     with (tmp_path / "lizard" / "stats" / "stats.csv").open() as fh:
         train = [r for r in csv.DictReader(fh) if r["split"] == "train"]
     assert [r["class"] for r in train] == ["background", "consep", "crag", "dpath", "glas", "pannuke"]
     assert all(float(r["pixel_fraction"]) > 0 for r in train)  # all five foreground classes present in train
-    log = proc_text(tmp_path / "lizard")
-    assert "problems=0.0000" in log
+    assert results["problems"] == 0
     for split in ("train", "valid", "test"):
-        assert "unmatched mask pixels 0" in log.split(f"- {split}: ")[1].split("\n")[0]
-    run_cli(["dataset=lung_tumor", f"dataset.root={shared_data / 'lung_tumor_mini'}", "mode=stats",
-             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/lung"], cwd=tmp_path)
+        assert any(m.startswith(f"{split}: ") and "unmatched mask pixels 0" in m for m in caplog.messages), split
+    _run("stats", ["dataset=lung_tumor", f"dataset.root={shared_data / 'lung_tumor_mini'}", "mode=stats",
+                   f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"], tmp_path / "lung")
     with (tmp_path / "lung" / "stats" / "stats.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert {r["class"] for r in rows} == {"background", "tumor"}
     assert all(int(r["pixels"]) > 0 for r in rows if r["split"] == "train")
 
 
-def proc_text(run_dir: Path) -> str:
-    return (run_dir / "cli.log").read_text()
-
-
-def test_per_class_subfolder_copy_trains_one_epoch(tmp_path: Path, shared_data: Path) -> None:
+def test_per_class_subfolder_copy_trains_one_epoch(tmp_path: Path, shared_data: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     src = shared_data / "lizard_mini"
     root = tmp_path / "per_class"
     for split in ("train", "valid", "test"):
@@ -74,10 +85,10 @@ def test_per_class_subfolder_copy_trains_one_epoch(tmp_path: Path, shared_data: 
                 dst = root / split / cls / kind
                 dst.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src / split / kind / image.name, dst / image.name)
-    run_cli(["dataset=lizard", f"dataset.root={root}", "model.image_height=64", "model.image_width=64",
-             "model.num_layers=3", "model.base_filters=4", "train.epochs=1", "train.batch_size=4",
-             "callbacks.num_infer_images=2", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-             f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
-    log = (tmp_path / "run" / "cli.log").read_text()
-    assert "20 train / 6 valid pairs" in log
+    caplog.set_level(logging.INFO, logger="flexseg.modes.train")
+    _run("train", ["dataset=lizard", f"dataset.root={root}", "model.image_height=64", "model.image_width=64",
+                   "model.num_layers=3", "model.base_filters=4", "train.epochs=1", "train.batch_size=4",
+                   "train.optimizer=sgd", "callbacks=minimal", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"],
+         tmp_path / "run")
+    assert any("20 train / 6 valid pairs" in m for m in caplog.messages)
     assert (tmp_path / "run" / "checkpoints" / "best.keras").is_file()

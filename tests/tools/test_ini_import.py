@@ -13,21 +13,21 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, compose
+from conftest import REPO, compose, seed_store
 
 from flexseg.tools.ini_data import ConversionError
 from flexseg.tools.ini_import import convert_ini, main, to_yaml
 
 FIXTURES = REPO / "tests" / "fixtures" / "ini"
 BIN = Path(sys.executable).parent  # the venv's console scripts: flexseg, flexseg-import-ini
-# fixture -> (--names, per-class folders, gray masks); the binary INIs take the foreground name alone too.
+# fixture -> --names; the binary INIs take the foreground name alone too.
 SHAPES = {
-    "lizard": ("background,consep,crag,dpath,glas,pannuke", False, False),
-    "lung_tumor": ("background,tumor", False, False),
-    "edf_cervical": ("background,nucleus", False, False),
-    "leukocyte": ("background,baso,eosi,lymp,mono,neut", True, False),
-    "tiled_cell": ("cell", False, True),
-    "gland_binary": ("background,gland", False, True),
+    "lizard": "background,consep,crag,dpath,glas,pannuke",
+    "lung_tumor": "background,tumor",
+    "edf_cervical": "background,nucleus",
+    "leukocyte": "background,baso,eosi,lymp,mono,neut",
+    "tiled_cell": "cell",
+    "gland_binary": "background,gland",
 }
 SMALL = ["model.image_height=32", "model.image_width=32", "model.num_layers=3", "model.base_filters=4",
          "model.base_kernels=3", "train.epochs=1", "train.batch_size=2", "train.steps_per_epoch=2",
@@ -37,6 +37,7 @@ SMALL = ["model.image_height=32", "model.image_width=32", "model.num_layers=3", 
 def _shell(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run a console command as a user's shell would (the venv's bin first on PATH)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    seed_store(command)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -45,33 +46,32 @@ def _printed_command(stdout: str) -> list[str]:
     return shlex.split(lines[lines.index(next(x for x in lines if x.endswith("run it with:"))) + 1])
 
 
-def _tiny_data(root: Path, classes: list[dict], per_class: bool, gray: bool) -> None:
-    """Two 32x32 image/mask pairs per split (and class folder), one disk of every class on each mask."""
+def _tiny_gray_data(root: Path, classes: list[dict]) -> None:
+    """Two 32x32 image/gray-mask pairs per split, one disk of every class on each mask."""
     rng = np.random.default_rng(0)
     colors = np.asarray([c["color"] for c in classes], np.uint8)
-    folders = [c["name"] for c in classes[1:3]] if per_class else [""]
     for split in ("train", "valid", "test"):
-        for folder in folders:
-            for i in range(2):
-                labels = np.zeros((32, 32), np.uint8)
-                for k in range(1, len(colors)):
-                    cv2.circle(labels, tuple(int(v) for v in rng.integers(6, 26, 2)), 5, k, -1)
-                mask = colors[labels]
-                image = (rng.normal(100, 20, (32, 32, 3)) + mask * 0.4).clip(0, 255).astype(np.uint8)
-                for kind, arr in (("images", image[..., ::-1]), ("masks", mask[..., 0] if gray else mask[..., ::-1])):
-                    (root / split / folder / kind).mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(root / split / folder / kind / f"{folder or 'p'}{i}.png"), arr)
+        for i in range(2):
+            labels = np.zeros((32, 32), np.uint8)
+            for k in range(1, len(colors)):
+                cv2.circle(labels, tuple(int(v) for v in rng.integers(6, 26, 2)), 5, k, -1)
+            mask = colors[labels]
+            image = (rng.normal(100, 20, (32, 32, 3)) + mask * 0.4).clip(0, 255).astype(np.uint8)
+            for kind, arr in (("images", image[..., ::-1]), ("masks", mask[..., 0])):
+                (root / split / kind).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / split / kind / f"p{i}.png"), arr)
 
 
-# Trained through the CLI: one shape of each kind (multi-class RGB, per-class folders, binary gray masks);
-# lung_tumor trains in the README test. The others (same kinds) are composed with the printed command.
-TRAINED = ("lizard", "leukocyte", "tiled_cell")
+# Trained through the CLI with the printed command: the binary gray-mask kind. The multi-class RGB kind
+# (lung_tumor) trains in the README test; per-class folders train in tests/modes/test_stats.py and
+# test_experiments_run.py (leukocyte). The others are composed with the printed command.
+TRAINED = ("tiled_cell",)
 
 
 def _import(name: str, tmp_path: Path) -> tuple[list[str], subprocess.CompletedProcess]:
     """Import fixture `name` into my_conf/experiment/ as a user would; (printed command, importer process)."""
     out = f"my_conf/experiment/my_{name}.yaml"
-    imported = _shell(["flexseg-import-ini", str(FIXTURES / f"{name}.config"), "-o", out, "--names", SHAPES[name][0]],
+    imported = _shell(["flexseg-import-ini", str(FIXTURES / f"{name}.config"), "-o", out, "--names", SHAPES[name]],
                       tmp_path)
     assert imported.returncode == 0, imported.stderr
     command = _printed_command(imported.stdout)
@@ -81,8 +81,9 @@ def _import(name: str, tmp_path: Path) -> tuple[list[str], subprocess.CompletedP
 
 @pytest.mark.parametrize("name", [n for n in SHAPES if n not in TRAINED])
 def test_imported_experiment_composes_with_the_printed_command(name: str, tmp_path: Path) -> None:
-    names = SHAPES[name][0]
-    command, _ = _import(name, tmp_path)
+    names = SHAPES[name]
+    command, imported = _import(name, tmp_path)
+    assert "dataset.root=DIR" in imported.stderr  # the INI's ../../../dataset/... does not exist here
     proc = _shell([*command, f"dataset.root={tmp_path / 'data'}", "--cfg", "job"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job = yaml.safe_load(proc.stdout)
@@ -94,11 +95,10 @@ def test_imported_experiment_composes_with_the_printed_command(name: str, tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRAINED)
 def test_imported_experiment_trains_with_the_printed_command(name: str, tmp_path: Path) -> None:
-    _, per_class, gray = SHAPES[name]
     out = f"my_conf/experiment/my_{name}.yaml"
     command, imported = _import(name, tmp_path)
     assert "dataset.root=DIR" in imported.stderr  # the INI's ../../../dataset/... does not exist here
-    _tiny_data(tmp_path / "data", yaml.safe_load((tmp_path / out).read_text())["dataset"]["classes"], per_class, gray)
+    _tiny_gray_data(tmp_path / "data", yaml.safe_load((tmp_path / out).read_text())["dataset"]["classes"])
     proc = _shell([*command, f"dataset.root={tmp_path / 'data'}", *SMALL, f"tracking.uri=sqlite:///{tmp_path}/m.db",
                    f"hydra.run.dir={tmp_path}/run"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from conftest import TINY, compose
+from conftest import TINY, compose, seed_store
 from omegaconf import OmegaConf
 
 from flexseg import tracking
@@ -38,22 +38,28 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of the test's MLflow store, its (empty) SQLite file already made."""
+    tmp = tmp_path_factory.mktemp("ui")
+    seed_store([f"tracking.uri=sqlite:///{tmp}/mlflow.db"])
+    return tmp
+
+
+def _train_and_eval(tmp: Path) -> None:
     """A tiny training (1 epoch, epoch pictures on) and an eval of it, as two CLI calls would log them."""
     from flexseg.modes import evaluate, train
 
-    tmp = tmp_path_factory.mktemp("ui")
     base = [*TINY, f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"dataset.root={tmp}/synthetic",
             f"tracking.experiment={EXPERIMENT}", "callbacks.plots=false"]
     user = ["train.learning_rate=0.002", "train.epochs=1"]  # what the user typed besides the paths
     cfg = compose([*base, *user])
     train.run(cfg, RunContext(tmp / "train", [*user, *base], OmegaConf.to_yaml(OmegaConf.structured(cfg))))
     evaluate.run(compose([*base, "mode=eval"]), RunContext(tmp / "eval", ["mode=eval", *base], ""))
-    return tmp
 
 
 @pytest.fixture(scope="module")
 def ui(store: Path) -> Iterator[str]:
-    """Base URL of `mlflow server` on the store; the server (its whole process group) is stopped after."""
+    """Base URL of `mlflow server` on the store after a training and an eval; the server (its whole process
+    group) is stopped after. It starts first, so that its imports overlap the training."""
     port = _free_port()
     log = (store / "server.log").open("w")
     proc = subprocess.Popen(
@@ -64,6 +70,7 @@ def ui(store: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
+        _train_and_eval(store)
         deadline = time.monotonic() + STARTUP_S
         while True:
             try:

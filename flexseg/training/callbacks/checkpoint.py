@@ -9,13 +9,14 @@ from pathlib import Path
 
 import keras
 
+from flexseg.sweep.objective import is_score
+
 log = logging.getLogger(__name__)
 
 
 def monitor_mode(monitor: str) -> str:
     """'max' for score-like metrics (dice, iou, accuracy, sensitivity, ...), else 'min' (losses)."""
-    scores = ("dice", "iou", "acc", "sensitivity", "specificity", "precision", "recall")
-    return "max" if any(k in monitor for k in scores) and not monitor.endswith("loss") else "min"
+    return "max" if is_score(monitor) else "min"
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> Path:
