@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from flexseg.config.choices import accept_bool_choices
 from flexseg.config.schemas import Config
@@ -79,3 +79,13 @@ def check_group_option(group: str, option: str, config_dirs: Sequence[Path] = ()
         f"{group}={option}: no such {group}.{hint} Available: {', '.join(options)} (flexseg's in {own}; "
         f"yours go in DIR/{group}/NAME.yaml, used as flexseg --config-dir DIR {group}=NAME)."
     )
+
+
+def flatten_tree(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict (a config as a container) as {'model.num_layers': 6, ...}."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten_tree(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tree}

@@ -18,6 +18,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from flexseg.config.choices import Direction
+from flexseg.config.store import flatten_tree
 from flexseg.sweep.job import write_sweep_file
 from flexseg.sweep.objective import resolve_direction
 from flexseg.sweep.report import cv_metrics, pick_best, summary_files
@@ -41,15 +42,6 @@ def _error_text(ret: JobReturn) -> str:
     err = getattr(ret, "_return_value", None)  # JobReturn.return_value re-raises a failed job's error
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text if type(err).__name__ in ("JobFailed", "FlexsegError") else f"{type(err).__name__}: {text}"
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, str]:
-    if isinstance(node, dict):
-        out: dict[str, str] = {}
-        for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): str(node)}
 
 
 def override_values(overrides: Sequence[str]) -> dict[str, str]:
@@ -118,7 +110,8 @@ class SweepSession:
             resolved = OmegaConf.to_container(OmegaConf.create(task), resolve=True)
         except Exception:  # an interpolation only a job can resolve: keep it as written
             resolved = task
-        return {k: v for k, v in _flatten(resolved).items() if k.split(".")[0] not in self.space and k not in self.space}
+        return {k: str(v) for k, v in flatten_tree(resolved).items()
+                if k.split(".")[0] not in self.space and k not in self.space}
 
     def _write(self) -> None:
         write_sweep_file(self.sweep_dir, {"parent_run_id": self.parent_run_id, "experiment_id": self.exp_id,

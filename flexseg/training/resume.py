@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from flexseg import tracking
 from flexseg.config.choices import Resume
+from flexseg.config.store import flatten_tree
 from flexseg.training.callbacks.state import LAST_CHECKPOINT, STATE_FILE, TrainingState, read_state
 from flexseg.errors import FlexsegError
 
@@ -142,19 +143,10 @@ def find_resume_point(
     return ResumePoint(run_dir, state)
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): tree}
-
-
 def _comparable(config_yaml: str) -> dict[str, Any]:
     """{dotted key: value} of a resolved config YAML, without the keys a resume may change."""
     tree = OmegaConf.to_container(OmegaConf.create(config_yaml or "{}"), resolve=False)
-    flat = _flatten(tree)
+    flat = flatten_tree(tree)
     return {k: v for k, v in flat.items() if not any(k == f or k.startswith(f + ".") for f in RESUME_FREE)}
 
 

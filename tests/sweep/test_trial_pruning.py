@@ -24,14 +24,19 @@ def _study(tmp_path: Path) -> tuple[optuna.Study, str]:
     return study, storage
 
 
-def test_a_hopeless_trial_is_pruned_and_stops_training(tmp_path: Path) -> None:
+def _new_trial(tmp_path: Path) -> tuple[optuna.Study, optuna.trial.Trial, TrialPruning, SimpleNamespace]:
+    """A study with one finished trial, a new trial of it, its pruning callback on a stand-in model."""
     study, storage = _study(tmp_path)
     trial = study.ask()
     reporter = TrialReporter({"study": "s", "storage": storage, "trial_id": trial._trial_id, "number": trial.number},
                              PRUNER)
-    callback = TrialPruning("val_dice", reporter)
-    model = SimpleNamespace(stop_training=False)
+    callback, model = TrialPruning("val_dice", reporter), SimpleNamespace(stop_training=False)
     callback.set_model(model)
+    return study, trial, callback, model
+
+
+def test_a_hopeless_trial_is_pruned_and_stops_training(tmp_path: Path) -> None:
+    study, trial, callback, model = _new_trial(tmp_path)
     callback.on_epoch_end(0, {"val_dice": 0.1})  # below the median of the finished trial at epoch 1
     assert model.stop_training and callback.pruned_at == 1
     frozen = study.trials[trial.number]
@@ -39,13 +44,7 @@ def test_a_hopeless_trial_is_pruned_and_stops_training(tmp_path: Path) -> None:
 
 
 def test_a_promising_trial_keeps_training(tmp_path: Path) -> None:
-    study, storage = _study(tmp_path)
-    trial = study.ask()
-    reporter = TrialReporter({"study": "s", "storage": storage, "trial_id": trial._trial_id, "number": trial.number},
-                             PRUNER)
-    callback = TrialPruning("val_dice", reporter)
-    model = SimpleNamespace(stop_training=False)
-    callback.set_model(model)
+    study, trial, callback, model = _new_trial(tmp_path)
     callback.on_epoch_end(0, {"val_dice": 0.7})
     callback.on_epoch_end(1, {"val_dice": float("nan")})  # a NaN epoch is not reported
     assert not model.stop_training and callback.pruned_at is None
