@@ -57,3 +57,38 @@ def test_the_slurm_preset_is_submitits_slurm_launcher(tmp_path) -> None:  # type
     out = run_cli(["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra"], cwd=tmp_path).stdout
     assert "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in out
     assert "partition: gpu" in out and "cpus_per_task: 8" in out
+
+
+def _values(dist) -> list:  # type: ignore[no-untyped-def]
+    """The values of a distribution worth composing: every choice, both ends of a range."""
+    return list(dist.choices) if hasattr(dist, "choices") else [dist.low, dist.high]
+
+
+@pytest.mark.parametrize("search", ["demo_optuna", "unet_optuna"])
+def test_every_value_of_a_search_space_is_valid_for_every_experiment(search: str) -> None:
+    """A trial value that no experiment can train with would only show up as failed trials on the user's data."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from flexseg.config.store import EXPERIMENTS_DIR, GROUPS, group_options, register_configs
+    from flexseg.config.validation import validate_config
+    from flexseg.sweep.space import parse_space
+
+    params = OmegaConf.load(REPO / "conf" / "hparams_search" / f"{search}.yaml").hydra.sweeper.params
+    space = parse_space({k: str(v) for k, v in params.items()})
+    experiments = ["demo"] if search == "demo_optuna" else sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        base = {e: hydra_compose("config", [f"experiment={e}", f"hparams_search={search}", "dataset.root=/data/x"])
+                for e in experiments}
+    for experiment, dcfg in base.items():
+        for key, dist in space.items():
+            for value in _values(dist):
+                if key in GROUPS:  # a group choice: an option of that group
+                    assert value in group_options(key), (key, value)
+                    continue
+                cfg = OmegaConf.merge(dcfg, OmegaConf.from_dotlist([f"{key}={value}"]))
+                validate_config(OmegaConf.to_object(cfg))  # raises on an invalid combination
