@@ -76,7 +76,7 @@ def run_optuna(sweeper: Any, arguments: list[str]) -> list[Any]:
                            parallel=launcher_is_parallel(cfg))
     lock = FileLock(_lock_path(storage_url, study_name, session.sweep_dir))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=30)  # a sweep killed a moment ago may still be exiting
     except Timeout:
         sys.stderr.write(f"flexseg: error: another sweep is running the Optuna study '{study_name}' "
                          f"({storage_url}); wait for it, or give this one hydra.sweeper.study_name=OTHER.\n")
@@ -87,7 +87,7 @@ def run_optuna(sweeper: Any, arguments: list[str]) -> list[Any]:
                                     sampler=_sampler(sweeper, storage, study_name), pruner=_built(sweeper.pruner),
                                     direction=session.direction)
         session.open()
-        _fail_interrupted(study, session)
+        _fail_interrupted(study, session, sweeper.n_trials)
         returns = _loop(sweeper, study, space, fixed, session, storage_url)
         session.finish(_rows(study, list(expressions)), study)
     finally:
@@ -124,18 +124,22 @@ def _lock_path(storage_url: str, study: str, sweep_dir: Path) -> str:
     return str(folder / f".optuna-{hashlib.sha1(study.encode()).hexdigest()[:12]}.lock")
 
 
-def _fail_interrupted(study: Any, session: SweepSession) -> None:
+def _fail_interrupted(study: Any, session: SweepSession, n_trials: int) -> None:
     """Trials a killed sweep left RUNNING: FAIL in the study, KILLED in MLflow (they count as finished);
-    their values are queued again, so the interrupted configurations are still tried."""
+    their values are queued again, as far as `n_trials` leaves room, so the interrupted configurations
+    are still tried (a queued trial never asked would linger in the study)."""
     from optuna.trial import TrialState
 
     from flexseg.tracking import sweeps
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    interrupted = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in interrupted:
         study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: the sweep was killed")
         study.tell(t.number, state=TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    room = n_trials - sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    for t in [t for t in interrupted if t.params][:max(0, room)]:
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+    for t in interrupted:
         for run_id in sweeps.job_run_ids(session.exp_id, session.parent_run_id, t.number):
             sweeps.log_to_run(run_id, tags={sweeps.TRIAL_STATE_TAG: "FAIL", sweeps.ERROR_TAG: "interrupted"})
             sweeps.end_run(run_id, "KILLED")
@@ -147,6 +151,13 @@ def _loop(sweeper: Any, study: Any, space: dict[str, Any], fixed: list[str], ses
     from optuna.trial import TrialState
 
     returns, size = [], _batch_size(sweeper)
+    finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+    if finished >= sweeper.n_trials:
+        log.warning("the study '%s' already has %d finished trials (hydra.sweeper.n_trials=%d): nothing to run. "
+                    "Raise hydra.sweeper.n_trials to continue it, or give hydra.sweeper.study_name=NEW for a new "
+                    "study.", study.study_name, finished, sweeper.n_trials)
+    elif finished:
+        log.info("continuing the study '%s': %d of %d trials finished", study.study_name, finished, sweeper.n_trials)
     while True:
         remaining = sweeper.n_trials - sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
         if remaining <= 0:

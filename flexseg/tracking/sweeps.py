@@ -84,13 +84,20 @@ def open_parent(uri: str, experiment: str, name: str, tags: dict[str, str], para
     return exp_id, run.info.run_id, False
 
 
+def _experiments(exp_id: str) -> list[str]:
+    """The parent's experiment first, then every other one: a sweep over `experiment=a,b` or
+    `dataset=a,b` logs its jobs into their own experiments."""
+    others = [e.experiment_id for e in MlflowClient().search_experiments(max_results=1000) if e.experiment_id != exp_id]
+    return [exp_id, *others]
+
+
 def sweep_runs(exp_id: str, parent_run_id: str) -> list[dict[str, Any]]:
     """The runs the jobs of a sweep started, oldest first, as plain dicts.
 
     Each has `run_id`, `name`, `status`, `tags`, `params`, `metrics` and `seconds` (run duration,
     None while running).
     """
-    runs = MlflowClient().search_runs([exp_id], filter_string=f"tags.{SWEEP_PARENT_TAG} = '{parent_run_id}'",
+    runs = MlflowClient().search_runs(_experiments(exp_id), filter_string=f"tags.{SWEEP_PARENT_TAG} = '{parent_run_id}'",
                                       order_by=["attributes.start_time ASC"], max_results=5000)
     return [{"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status, "tags": dict(r.data.tags),
              "params": dict(r.data.params), "metrics": dict(r.data.metrics),
@@ -134,7 +141,7 @@ def record_failed_job(exp_id: str, name: str, error: str, overrides: list[str]) 
 def job_run_ids(exp_id: str, parent_run_id: str, job: int) -> list[str]:
     """Ids of the runs job number `job` of the sweep started."""
     runs = MlflowClient().search_runs(
-        [exp_id], filter_string=f"tags.{SWEEP_PARENT_TAG} = '{parent_run_id}' and tags.{SWEEP_JOB_TAG} = '{job}'")
+        _experiments(exp_id), filter_string=f"tags.{SWEEP_PARENT_TAG} = '{parent_run_id}' and tags.{SWEEP_JOB_TAG} = '{job}'")
     return [r.info.run_id for r in runs]
 
 

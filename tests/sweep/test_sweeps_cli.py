@@ -60,12 +60,16 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
     assert "TensorFlow uses 1 thread(s)" in log  # cpus_per_task
 
 
-def _trials(db: Path, state: str) -> int:
+def _trials(db: Path, state: str, with_values: bool = False) -> int:
+    """Trials of the study in `state` (with `with_values`: only those whose values Optuna stored already)."""
     if not db.is_file():
         return 0
+    query = "select count(*) from trials t where t.state = ?"
+    if with_values:
+        query += " and exists (select 1 from trial_params p where p.trial_id = t.trial_id)"
     try:
         with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("select count(*) from trials where state = ?", (state,)).fetchone()[0]
+            return con.execute(query, (state,)).fetchone()[0]
     except sqlite3.OperationalError:  # tables not there yet
         return 0
 
@@ -79,7 +83,7 @@ def test_optuna_sweep_in_parallel_continues_after_kill_9(tmp_path: Path) -> None
                                  stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline, db = time.time() + 400, tmp_path / "optuna.db"
         # Two trials done and the next batch running: kill -9 the sweeper and its joblib workers.
-        while (_trials(db, "COMPLETE") < 2 or _trials(db, "RUNNING") < 1) and first.poll() is None \
+        while (_trials(db, "COMPLETE") < 2 or _trials(db, "RUNNING", with_values=True) < 1) and first.poll() is None \
                 and time.time() < deadline:
             time.sleep(0.2)
         os.killpg(first.pid, signal.SIGKILL)
@@ -116,6 +120,10 @@ def test_optuna_sweep_in_parallel_continues_after_kill_9(tmp_path: Path) -> None
         assert c.data.tags["mlflow.parentRunId"] == parent.info.run_id
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/leaderboard.csv", "sweep/optimization_history.png"} <= artifacts
+
+    again = run_cli(args, cwd=tmp_path)  # a finished study: nothing runs, and the log says how to go on
+    assert "already has 5 finished trials" in again.stdout + again.stderr
+    assert len(_runs(tmp_path)[2]) == len(children)
 
 
 def test_cross_validation_parent_and_fold_ensemble_eval(tmp_path: Path, shared_data: Path) -> None:
