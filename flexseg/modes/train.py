@@ -27,7 +27,6 @@ from flexseg.training.callbacks import (
     monitor_mode,
 )
 from flexseg.training.callbacks.pruning import TrialPruning
-from flexseg.training.callbacks.state import best_value
 from flexseg.sweep.objective import best_epoch, resolve_direction
 from flexseg.sweep.trial import TrialReporter
 from flexseg.config.choices import LRSchedule
@@ -172,7 +171,7 @@ def _summary(cfg: Config, state: TrainingState, run_dir: Path, log_to_run: bool 
     metrics of that epoch (cross-validation averages them over folds). Also logged into the run.
     """
     monitor, metric = cfg.callbacks.monitor, cfg.train.objective
-    best = best_value(state.history, monitor, monitor_mode(monitor) == "max")
+    best = (best_epoch(state.history, monitor, monitor_mode(monitor) == "max") or {}).get(monitor, float("nan"))
     maximize = resolve_direction(metric, cfg.train.objective_direction) == "maximize"
     row = best_epoch(state.history, metric, maximize) or {}
     results = {f"best_{monitor}": best, "epochs": float(state.epoch), "objective": row.get(metric, float("nan")),

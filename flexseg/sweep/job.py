@@ -42,7 +42,7 @@ class SweepJob:
 
     def first_varying(self, overrides: list[str]) -> list[str]:
         """`overrides` with the swept keys first (run names show what tells the jobs apart)."""
-        varying = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in self.space]
+        varying = [o for o in overrides if override_key(o) in self.space]
         return [*varying, *(o for o in overrides if o not in varying)]
 
     def tags(self) -> dict[str, str]:
@@ -51,6 +51,11 @@ class SweepJob:
         if self.trial is not None:
             tags["trial_number"] = str(self.trial["number"])
         return tags
+
+
+def override_key(override: str) -> str:
+    """The key of a `key=value` override (`+`/`~` prefixes dropped)."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def write_sweep_file(sweep_dir: Path, info: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from flexseg.config.choices import Direction
 from flexseg.config.store import flatten_tree
-from flexseg.sweep.job import write_sweep_file
+from flexseg.sweep.job import override_key, write_sweep_file
 from flexseg.sweep.objective import resolve_direction
 from flexseg.sweep.report import cv_metrics, pick_best, summary_files
 
@@ -46,7 +46,7 @@ def _error_text(ret: JobReturn) -> str:
 
 def override_values(overrides: Sequence[str]) -> dict[str, str]:
     """{key: value} of `key=value` overrides (`+`/`~` prefixes dropped)."""
-    return {o.split("=", 1)[0].lstrip("+~"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    return {override_key(o): o.split("=", 1)[1] for o in overrides if "=" in o}
 
 
 @dataclass
@@ -135,7 +135,7 @@ class SweepSession:
         for i, (all_overrides, ret) in enumerate(zip(batch, results)):
             num = first_num + i
             # What tells the jobs apart (the swept keys); a sweep of one job shows its full command.
-            overrides = [o for o in all_overrides if o.split("=", 1)[0].lstrip("+~") in self.space] or all_overrides
+            overrides = [o for o in all_overrides if override_key(o) in self.space] or all_overrides
             if ret.status == JobStatus.COMPLETED:
                 value = ret.return_value
                 value = float(value) if isinstance(value, (int, float)) else math.nan

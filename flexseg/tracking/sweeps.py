@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -147,7 +146,3 @@ def job_run_ids(exp_id: str, parent_run_id: str, job: int) -> list[str]:
 
 def search_space_tag(space: dict[str, str]) -> str:
     return json.dumps(space, sort_keys=True)[:5000]
-
-
-def tracking_uri() -> str:
-    return mlflow.get_tracking_uri()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -205,11 +204,3 @@ class EpochRecorder(keras.callbacks.Callback):
         self.state.finished = True
         if self.ckpt_dir is not None:
             write_state(self.ckpt_dir / STATE_FILE, self.state)
-
-
-def best_value(history: list[dict[str, float]], key: str, mode_max: bool) -> float:
-    """Best finite value of `key` over the history (NaN when there is none)."""
-    values = [r[key] for r in history if key in r and not math.isnan(r[key])]
-    if not values:
-        return float("nan")
-    return max(values) if mode_max else min(values)
