@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 RUN := $(BIN)/flexseg experiment=demo
+# The TensorFlow build (pyproject extras): cuda where nvidia-smi lists a GPU, else cpu. make install TF=cpu|cuda.
+TF ?= $(shell nvidia-smi -L 2>/dev/null | grep -q GPU && echo cuda || echo cpu)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast ui bench-data bench-tiled reproduce sweep-demo clean
+.PHONY: help install demo test test-fast ui bench-data bench-tiled bench-precision gpu-check reproduce sweep-demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,10 +17,10 @@ help:  ## list the targets
 $(BIN)/flexseg: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,$(TF)]"
 	@touch $@
 
-install: $(BIN)/flexseg  ## create .venv and install flexseg with its dependencies
+install: $(BIN)/flexseg  ## create .venv and install flexseg (TensorFlow build: TF=cpu|cuda, default from nvidia-smi)
 
 demo: install  ## synthetic data -> train -> eval -> infer -> tiled, then where to look
 	$(RUN) mode=train
@@ -41,6 +43,10 @@ test-fast: install  ## the suite without the slow end-to-end CLI tests
 ui: install  ## MLflow UI on http://127.0.0.1:5000 (HOST=... PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(HOST) --port $(PORT)
 
+.PHONY: server
+server: install  ## tracking server (store mlflow.db, artifacts in mlartifacts/); clients: flexseg tracking.uri=http://127.0.0.1:5000 ...
+	$(BIN)/mlflow server --backend-store-uri sqlite:///mlflow.db --artifacts-destination ./mlartifacts --host $(HOST) --port $(PORT)
+
 reproduce: install  ## EXP=lizard|lung_tumor|edf_cervical|leukocyte|tiled_cell [ARGS="dataset.root=..."]: train, eval, infer (+ tiled)
 	@test -n "$(EXP)" || { echo "usage: make reproduce EXP=lizard [ARGS='dataset.root=path/to/Lizard']"; exit 2; }
 	$(BIN)/flexseg experiment=$(EXP) mode=train $(ARGS)
@@ -57,6 +63,12 @@ bench-data: install  ## data pipeline throughput + peak RSS (plain and augmented
 
 bench-tiled: install  ## tiled inference: seconds, MP/s vs the model's forward-only limit, peak RSS
 	$(BIN)/python benchmarks/bench_tiled.py
+
+bench-precision: install  ## training images/s in float32 vs train.precision=auto (and bf16), two reference configs (~6 min on 2 cores)
+	$(BIN)/python benchmarks/bench_precision.py
+
+gpu-check: install  ## on a GPU machine (make install TF=cuda): mode=info, fp32 vs auto step rate, the demo in auto (< 5 min)
+	bash benchmarks/gpu_check.sh
 
 .PHONY: screenshots
 screenshots: install  ## the README's MLflow UI screenshots -> docs/images/ (needs chromium: apt-get install chromium; ~6 min)

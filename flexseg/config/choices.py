@@ -103,11 +103,21 @@ class LRSchedule(Choice):
 
 
 class Precision(Choice):
-    """`train.precision`: Keras's global dtype policy while the model is built."""
+    """`train.precision`: Keras's dtype policy of training and inference; auto picks from the devices."""
 
+    auto = "auto"
     float32 = "float32"
     mixed_float16 = "mixed_float16"
     mixed_bfloat16 = "mixed_bfloat16"
+
+
+class Strategy(Choice):
+    """`train.strategy`: how training spreads over devices (tf.distribute); auto picks from the devices."""
+
+    auto = "auto"
+    none = "none"
+    mirrored = "mirrored"
+    multi_worker = "multi_worker"
 
 
 class JitCompile(Choice):
@@ -164,3 +174,16 @@ def accept_bool_choices() -> None:
 
     validate_and_convert_to_enum.accepts_bool_choices = True  # type: ignore[attr-defined]
     EnumNode.validate_and_convert_to_enum = staticmethod(validate_and_convert_to_enum)  # type: ignore[method-assign]
+
+
+class Mode(enum.Enum):
+    """What one `flexseg` call does."""
+
+    train = "train"
+    eval = "eval"
+    infer = "infer"
+    tiled = "tiled"
+    stats = "stats"
+    preview = "preview"
+    info = "info"
+    sync = "sync"

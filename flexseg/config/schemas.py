@@ -11,7 +11,6 @@ composes configs in about a second.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -27,24 +26,15 @@ from flexseg.config.choices import (
     JitCompile,
     LRSchedule,
     MaskFormat,
+    Mode,
     Normalization,
     OptimizerName,
     OutputFormat,
     Precision,
     Resume,
+    Strategy,
     SplitName,
 )
-
-
-class Mode(enum.Enum):
-    """What one `flexseg` call does."""
-
-    train = "train"
-    eval = "eval"
-    infer = "infer"
-    tiled = "tiled"
-    stats = "stats"
-    preview = "preview"
 
 
 @dataclass
@@ -178,8 +168,14 @@ class TrainConfig:
     # File names are shuffled whole every epoch; with dataset.cache=true, later epochs reshuffle the
     # decoded pairs within a buffer of this many.
     shuffle_buffer: int = 256
-    # float32 | mixed_float16 | mixed_bfloat16 (mixed precision pays off on GPUs with tensor cores).
-    precision: Precision = Precision.float32
+    # auto: mixed_bfloat16 on CPUs with AMX-BF16 and GPUs of compute capability >= 8.0, mixed_float16 on
+    # older GPUs, float32 otherwise (`flexseg mode=info` shows the choice) | float32 | mixed_float16 |
+    # mixed_bfloat16. eval, infer and tiled run in the same policy; outputs stay float32.
+    precision: Precision = Precision.auto
+    # auto: mirrored over >= 2 local GPUs, multi_worker under TF_CONFIG or a SLURM job of several tasks,
+    # else none | none | mirrored (all local GPUs, else all logical CPUs) | multi_worker (TF_CONFIG or SLURM).
+    # batch_size stays per replica: the global batch is batch_size x replicas.
+    strategy: Strategy = Strategy.auto
     # auto (Keras decides: XLA on GPU, off on CPU) | true | false.
     jit_compile: JitCompile = JitCompile.auto
     # false | true (resume the newest run of this experiment, or resume_dir) | auto (resume it if unfinished).
@@ -266,6 +262,14 @@ class TrackingConfig:
 
 
 @dataclass
+class SyncConfig:
+    """`mode=sync`: upload what training runs spooled while the tracking server was unreachable."""
+
+    # A run dir (or a folder of run dirs) holding spools; None: every spool under outputs/ and multirun/.
+    path: Optional[str] = None
+
+
+@dataclass
 class Config:
     mode: Mode = Mode.train
     seed: int = 42
@@ -281,3 +285,4 @@ class Config:
     infer: InferConfig = field(default_factory=InferConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)

@@ -89,6 +89,7 @@ def build_dataset(
     options: ReadOptions | None = None,
     cache: bool = False,
     with_paths: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Streaming (image, target) batches of one split.
 
@@ -110,6 +111,11 @@ def build_dataset(
         cache: keep decoded pairs in memory after the first pass.
         with_paths: also yield each pair's image path, so pairs skipped while reading
             (`dataset.on_bad_file=skip`) shift no names.
+        shard: (workers, index): a multi-worker training's share of the split, every workers-th name
+            of each epoch's shuffled order, before any file is read; batch_size stays the global
+            batch (tf.distribute takes index's part of it). TensorFlow's own auto-sharding is
+            switched off: it cannot shard by file here (names, not a file reader, start the
+            pipeline) and would make every worker read every file.
 
     Returns:
         Dataset of ((B, H, W, C) float32 images, (B, H, W, K) float32 targets[, (B,) image paths]).
@@ -129,6 +135,8 @@ def build_dataset(
     ds = tf.data.Dataset.from_tensor_slices((list(split.images), list(split.masks)))
     if shuffle:  # every name in the buffer: a few bytes each, memory stays O(names + batch)
         ds = ds.shuffle(max(len(split), 1), seed=seed, reshuffle_each_iteration=True)
+    if shard is not None:  # the same seeded order on every worker: together they take each name once
+        ds = ds.shard(*shard)
     ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
     if options.on_bad_file == BadFilePolicy.skip:
         ds = ds.filter(lambda image, labels, ok, path: ok)
@@ -146,7 +154,12 @@ def build_dataset(
         )
     ds = ds.map(lambda image, labels, *path: (image, encode_target(labels, num_outputs), *path),
                 num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size).prefetch(AUTOTUNE)
+    if shard is not None:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        ds = ds.with_options(options)
+    return ds
 
 
 def build_image_dataset(

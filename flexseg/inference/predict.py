@@ -47,6 +47,33 @@ def with_input_size(model: keras.Model, height: int, width: int) -> keras.Model:
     return resized
 
 
+def with_policy(model: keras.Model, policy: str) -> keras.Model:
+    """The same model computing in the dtype policy `policy` (e.g. mixed_bfloat16), with a copy of its weights.
+
+    A loaded model computes in the policy it was trained in; eval, infer and tiled run in the
+    `train.precision` of the machine they run on instead. Output layers stay float32. Returns `model`
+    itself when it already computes in `policy`; a fold ensemble is converted member by member.
+    """
+    members = ensemble_members(model)
+    if members:
+        converted = [with_policy(m, policy) for m in members]
+        if all(c is m for c, m in zip(converted, members)):
+            return model
+        return build_ensemble({m.name: c for m, c in zip(members, converted)})
+    config = model.get_config()
+    entries = config["output_layers"]  # [name, i, j], or a list of those for several outputs
+    outputs = {entries[0]} if isinstance(entries[0], str) else {entry[0] for entry in entries}
+    inner = [layer for layer in model.layers if layer.name not in outputs and not isinstance(layer, keras.layers.InputLayer)]
+    if all(layer.dtype_policy.name == policy for layer in inner):
+        return model
+    for layer in config["layers"]:
+        if layer["class_name"] != "InputLayer" and layer["config"]["name"] not in outputs:
+            layer["config"]["dtype"] = policy
+    converted = model.__class__.from_config(config)
+    converted.set_weights(model.get_weights())
+    return converted
+
+
 def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarray:
     """(h, w, K) probabilities -> (height, width, K), bilinear per channel (argmax after, not before)."""
     out = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)

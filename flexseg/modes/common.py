@@ -21,6 +21,8 @@ from flexseg.data.synthetic import build_synthetic_dataset
 from flexseg.errors import FlexsegError
 from flexseg.inference.checkpoint import load_model_file
 from flexseg.inference.ensemble import build_ensemble
+from flexseg.inference.predict import with_policy
+from flexseg.training.devices import resolve_precision
 from flexseg.training.losses import get_loss
 from flexseg.training.metrics import build_metrics
 from flexseg.training.optimizers import build_optimizer, build_schedule
@@ -84,17 +86,18 @@ def jit_compile_option(value: JitCompile) -> bool | str:
 
 
 @contextlib.contextmanager
-def precision_policy(name: Precision) -> Iterator[None]:
-    """Set Keras's global dtype policy (`train.precision`) for building a model; restore it after.
+def precision_policy(name: Precision) -> Iterator[Precision]:
+    """Set Keras's global dtype policy (`train.precision`, auto resolved) while building or loading a model.
 
-    mixed_float16 / mixed_bfloat16 compute in 16 bits and keep variables in float32 (Keras wraps
-    the optimizer in a LossScaleOptimizer for float16). They pay off on GPUs with tensor cores;
-    on CPU they run, mostly slower. The model's output layer stays float32.
+    Yields the concrete policy. mixed_float16 / mixed_bfloat16 compute in 16 bits and keep variables in
+    float32 (Keras wraps the optimizer in a LossScaleOptimizer for float16); the model's output
+    layer stays float32. `auto` picks bf16 on AMX-BF16 CPUs and Ampere+ GPUs (`devices.auto_precision`).
     """
+    resolved = resolve_precision(name)
     previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(Precision(name).value)
+    keras.mixed_precision.set_global_policy(resolved.value)
     try:
-        yield
+        yield resolved
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
@@ -135,8 +138,11 @@ def compile_model(model: keras.Model, cfg: Config, optimizer: keras.optimizers.O
 
 
 def open_tracking(cfg: Config) -> str:
-    """Connect to the MLflow store of the config; returns the experiment id."""
-    return tracking.setup(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_location)
+    """Connect to the MLflow store of the config (uploading first what runs here spooled for it); returns
+    the experiment id."""
+    exp_id = tracking.setup(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_location)
+    tracking.upload_pending(cfg.tracking.uri)
+    return exp_id
 
 
 def _run_checkpoint(run_id: str) -> Path:
@@ -220,6 +226,8 @@ def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
     exp_id = open_tracking(cfg)
     checkpoints, run_id = resolve_checkpoint(cfg.ckpt, exp_id, cfg.tracking.experiment)
     model = build_ensemble({name: load_model_file(file) for name, file in checkpoints.items()})
+    precision = resolve_precision(cfg.train.precision)
+    model = with_policy(model, precision.value)  # the policy of this machine's train.precision
     path = next(iter(checkpoints.values()))
     outputs = int(model.output_shape[-1])
     if outputs != cfg.model.num_classes:
@@ -227,5 +235,5 @@ def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
             f"The checkpoint '{path}' predicts {outputs} class channel(s), but the config expects "
             f"{cfg.model.num_classes} (dataset '{cfg.dataset.name}'). Use the dataset/experiment it was trained with."
         )
-    log.info("model: %s%s", path, f" (MLflow run {run_id})" if run_id else "")
+    log.info("model: %s%s, precision %s", path, f" (MLflow run {run_id})" if run_id else "", precision)
     return model, path, run_id, exp_id

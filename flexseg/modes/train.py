@@ -1,11 +1,13 @@
 """`flexseg mode=train`: files -> tf.data -> FlexUNet -> fit with callbacks -> checkpoints + MLflow.
 
 `train.resume=true|auto` continues a killed run in its own run dir and MLflow run (see
-`flexseg.training.resume`); this call's Hydra dir then only holds its log.
+`flexseg.training.resume`); this call's Hydra dir then only holds its log. `train.strategy` spreads the
+steps over replicas and workers (`flexseg.training.distribute`); of several workers only the chief writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -41,6 +43,8 @@ from flexseg.errors import FlexsegError
 from flexseg.training import records
 from flexseg.training.metrics import metric_log_names
 from flexseg.models.registry import build_model
+from flexseg.training.devices import describe_devices
+from flexseg.training.distribute import build_distribution, check_resume, worker_config
 from flexseg.modes import common
 from flexseg.training.resume import (
     ResumePoint,
@@ -174,8 +178,9 @@ def _summary(cfg: Config, state: TrainingState, run_dir: Path, log_to_run: bool 
     best = (best_epoch(state.history, monitor, monitor_mode(monitor) == "max") or {}).get(monitor, float("nan"))
     maximize = resolve_direction(metric, cfg.train.objective_direction) == "maximize"
     row = best_epoch(state.history, metric, maximize) or {}
-    results = {f"best_{monitor}": best, "epochs": float(state.epoch), "objective": row.get(metric, float("nan")),
-               **{f"best_{k}": v for k, v in row.items() if k.startswith("val_")}}
+    results = {"epochs": float(state.epoch), "objective": row.get(metric, float("nan")),
+               **{f"best_{k}": v for k, v in row.items() if k.startswith("val_")},
+               f"best_{monitor}": best}  # the monitor's own best wins over its value at the objective's epoch
     if row:
         results["best_epoch"] = float(row["epoch"])
     if log_to_run and state.run_id and cfg.callbacks.mlflow:
@@ -201,11 +206,16 @@ def _start_or_resume(
 def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Train one model (or continue one, `train.resume`); returns the best monitored value."""
     common.seed_everything(cfg.seed)
+    dist = build_distribution(cfg.train.strategy)  # first: a multi-worker strategy precedes every TensorFlow op
+    check_resume(dist, cfg.train.resume)
     common.prepare_dataset(cfg.dataset)
     m, t = cfg.model, cfg.train
     check_monitor(cfg, in_sweep=ctx.sweep is not None)
-    exp_id = common.open_tracking(cfg)
-    run_dir, state, point = _start_or_resume(cfg, ctx, exp_id)
+    if dist.is_chief:
+        exp_id = common.open_tracking(cfg)
+        run_dir, state, point = _start_or_resume(cfg, ctx, exp_id)
+    else:  # trains like the chief, writes nothing (see worker_config), opens no MLflow run
+        exp_id, run_dir, state, point, cfg = "", ctx.run_dir, TrainingState(), None, worker_config(cfg)
     if point is not None and state.finished:
         if state.stopped_early or state.epoch >= t.epochs:
             log.info("%s already finished (epoch %d of %d%s); nothing to resume", run_dir, state.epoch, t.epochs,
@@ -217,41 +227,53 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     splits = dict(zip(("train", "valid"), build_training_splits(cfg.dataset, opts.mask)))  # or a k-fold fold
     log.info("dataset %s: %d train / %d valid pairs", cfg.dataset.name, len(splits["train"]), len(splits["valid"]))
     augment = build_augment(cfg.augment)  # the train split only
-    train_ds = build_dataset(splits["train"], pal, size, m.image_channels, m.num_classes, t.batch_size,
-                             shuffle=True, seed=cfg.seed + state.epoch, repeat=t.steps_per_epoch is not None,
-                             shuffle_buffer=t.shuffle_buffer, augment=augment, options=opts, cache=cfg.dataset.cache)
-    valid_ds = build_dataset(splits["valid"], pal, size, m.image_channels, m.num_classes, t.batch_size,
-                             repeat=t.validation_steps is not None, options=opts, cache=cfg.dataset.cache)
+    batch = dist.global_batch(t.batch_size)  # train.batch_size is per replica
+    log.info("strategy %s: global batch %d (train.batch_size=%d per replica)", dist.describe(), batch, t.batch_size)
+    train_ds = build_dataset(splits["train"], pal, size, m.image_channels, m.num_classes, batch, shuffle=True,
+                             seed=cfg.seed + state.epoch, repeat=t.steps_per_epoch is not None,
+                             shuffle_buffer=t.shuffle_buffer, augment=augment, options=opts, cache=cfg.dataset.cache,
+                             shard=dist.shard())
+    valid_ds = build_dataset(splits["valid"], pal, size, m.image_channels, m.num_classes, batch,
+                             repeat=t.validation_steps is not None, options=opts, cache=cfg.dataset.cache,
+                             shard=dist.shard())
     infer_ds = None
     if cfg.callbacks.epoch_change_infer and cfg.callbacks.num_infer_images > 0:
         infer_ds = build_dataset(epoch_infer_split(cfg, splits["valid"]), pal, size, m.image_channels,
                                  m.num_classes, 1, options=opts)
-    steps_per_epoch = t.steps_per_epoch or math.ceil(len(splits["train"]) / t.batch_size)
+    steps_per_epoch = t.steps_per_epoch or math.ceil(len(splits["train"]) / batch)
 
-    with training_lock(run_dir), common.precision_policy(t.precision):
-        model = build_model(m)
-        common.compile_model(model, cfg, common.build_training_optimizer(cfg, steps_per_epoch))
-        if point is not None:
-            restore_model(model, point)
-        log.info("model %s: %.3f M parameters, precision %s", m.name, model.count_params() / 1e6, t.precision)
+    lock = training_lock(run_dir) if dist.is_chief else contextlib.nullcontext()
+    with lock, common.precision_policy(t.precision) as precision:
+        with dist.strategy.scope():  # model, optimizer and metric variables; fit and callbacks run outside
+            model = build_model(m)
+            common.compile_model(model, cfg, common.build_training_optimizer(cfg, steps_per_epoch))
+            if point is not None:
+                restore_model(model, point)
+        log.info("model %s: %.3f M parameters, precision %s%s", m.name, model.count_params() / 1e6, precision,
+                 " (train.precision=auto)" if t.precision == "auto" else "")
         run_dir.mkdir(parents=True, exist_ok=True)
         tags = {**common.run_tags(cfg, "train", run_dir), "config_hash": config_hash(ctx.config_yaml),
-                **fold_tags(cfg.dataset)}
+                **fold_tags(cfg.dataset), "precision": str(precision), "devices": describe_devices(),
+                "strategy": dist.describe()}
         name = None if point else tracking.run_name(cfg.tracking.experiment, "train", ctx.overrides)
-        with tracking.start_run(exp_id, run_id=state.run_id, run_name=name, tags=None if point else tags) as run_id:
+        runs = tracking.start_run(exp_id, run_id=state.run_id, run_name=name, tags=None if point else tags,
+                                  spool_dir=run_dir / tracking.SPOOL_DIR) if dist.is_chief else contextlib.nullcontext()
+        with runs as run_id:
             state.run_id = run_id
-            if point is None:
+            if dist.is_chief and point is None:
                 records.record_new_run(cfg, ctx, run_dir, model, exp_id)
-            else:
+                tracking.log_params({"train.global_batch_size": str(batch)})
+            elif dist.is_chief:
                 records.record_resume(cfg, ctx, state, tags["git_commit"])
-            report = _trial_reporter(ctx)
+            report = _trial_reporter(ctx) if dist.cluster is None else None  # the chief alone cannot stop workers
             callbacks = build_callbacks(cfg, run_dir, state, infer_ds, tiled_image_path(cfg), report)
             model.fit(
                 train_ds, validation_data=valid_ds, epochs=state.epoch if state.stopped_early else t.epochs,
                 initial_epoch=state.epoch, steps_per_epoch=t.steps_per_epoch, validation_steps=t.validation_steps,
                 callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
             )
-            records.log_final_model(model, run_dir)
+            if dist.is_chief:
+                records.log_final_model(model, run_dir)
         _recorder(callbacks).mark_finished()
     return _summary(cfg, state, run_dir)
 

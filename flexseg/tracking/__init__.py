@@ -1,4 +1,5 @@
-"""MLflow tracking: every MLflow call of flexseg lives in `flexseg.tracking.mlflow`.
+"""MLflow tracking: every MLflow call of flexseg lives in `flexseg.tracking` (`mlflow`: the store and
+runs, `writes`: what runs log, `offline` / `spool` / `upload`: a run that lost its server, `server`).
 
 The only package that imports mlflow; modes use `from flexseg import tracking`.
 """
@@ -10,14 +11,6 @@ from flexseg.tracking.mlflow import (
     git_commit,
     start_run,
     active_run_id,
-    log_params,
-    log_metrics,
-    log_metrics_to,
-    log_image,
-    log_artifact,
-    log_artifacts,
-    log_text,
-    set_tags,
     find_latest_training_run,
     training_runs,
     log_missing_metrics,
@@ -27,6 +20,19 @@ from flexseg.tracking.mlflow import (
 )
 from flexseg.tracking.naming import run_name, ui_route
 from flexseg.tracking.mlflow import child_training_runs
+from flexseg.tracking.writes import (
+    log_params,
+    log_metrics,
+    log_metrics_to,
+    log_image,
+    log_artifact,
+    log_artifacts,
+    log_text,
+    set_tags,
+)
+from flexseg.tracking.server import is_server, probe
+from flexseg.tracking.spool import SPOOL_DIR, find_local_spools, find_spools
+from flexseg.tracking.upload import SpoolUpload, upload_pending, upload_spool
 
 __all__ = [
     "resolve_uri",
@@ -35,6 +41,14 @@ __all__ = [
     "git_commit",
     "start_run",
     "active_run_id",
+    "is_server",
+    "probe",
+    "SPOOL_DIR",
+    "find_local_spools",
+    "find_spools",
+    "SpoolUpload",
+    "upload_pending",
+    "upload_spool",
     "log_params",
     "log_metrics",
     "log_metrics_to",

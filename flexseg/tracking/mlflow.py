@@ -1,4 +1,5 @@
-"""Every MLflow call of flexseg lives here: one seam to stub or swap the tracking backend."""
+"""The MLflow store: setup, runs and queries. What runs write lives in `writes`, a lost server's spool in
+`offline` / `spool` / `upload`; only flexseg/tracking/ imports mlflow."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
-import numpy as np
 from mlflow.tracking import MlflowClient
 
 from flexseg.errors import FlexsegError
+from flexseg.tracking import offline, server
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,10 @@ def resolve_uri(uri: str) -> str:
     return uri
 
 
-def _default_artifact_location(uri: str) -> str:
+def _default_artifact_location(uri: str) -> str | None:
+    """Beside the SQLite file; for a server none: it stores them (`mlflow-artifacts:/`, proxied)."""
+    if server.is_server(uri):
+        return None
     if uri.startswith("sqlite:///"):
         return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
     return str(Path("mlartifacts").resolve().as_uri())
@@ -46,9 +50,13 @@ def setup(uri: str, experiment: str, artifact_location: str | None = None) -> st
     """Point MLflow at the store and return the experiment id (created on first use).
 
     The experiment is marked as model training (`mlflow.experimentKind`), unless it already has a
-    kind (a user's choice in the UI stays).
+    kind (a user's choice in the UI stays). A server (`http(s)://`) is asked first whether it answers.
+
+    Raises:
+        FlexsegError: when the server at `uri` does not answer (`server.require_server`, about 10 s at most).
     """
     uri = resolve_uri(uri)
+    server.require_server(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
@@ -62,6 +70,10 @@ def setup(uri: str, experiment: str, artifact_location: str | None = None) -> st
         exp = client.get_experiment_by_name(experiment)
     if EXPERIMENT_KIND_TAG not in exp.tags:
         client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    if server.is_server(uri) and exp.artifact_location.startswith("file:"):
+        log.warning("the experiment '%s' on %s stores artifacts on this machine's disk (%s), not through the "
+                    "server: it was created so by an older flexseg. Choose a new tracking.experiment to store "
+                    "them on the server.", experiment, uri, exp.artifact_location)
     return exp.experiment_id
 
 
@@ -98,12 +110,15 @@ def start_run(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    spool_dir: Path | None = None,
 ) -> Iterator[str]:
     """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception.
 
     With `parent_run_id` the new run is a child of that run (tag `mlflow.parentRunId`, shown nested in
     the MLflow UI); the parent is neither reopened nor ended, so its status never changes. Inside a
     sweep job a new run carries the sweep's tags and, without a parent of its own, is the sweep's child.
+    With `spool_dir`, a lost store does not stop the run: its writes and end go to that folder
+    (`flexseg.tracking.offline`) for `flexseg mode=sync` to upload.
     """
     if run_id is None:
         from flexseg.tracking.sweeps import sweep_defaults
@@ -118,61 +133,19 @@ def start_run(
             raise
         raise FlexsegError(f"Cannot reopen the MLflow run {run_id}: {err}. Is tracking.uri the store it was "
                            "logged to (and the run not deleted)?") from err
+    if spool_dir is not None:
+        offline.register(run.info.run_id, spool_dir, mlflow.get_tracking_uri())
     try:
         yield run.info.run_id
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        offline.end_run(run.info.run_id, "FAILED")
         raise
-    mlflow.end_run(status="FINISHED")
+    offline.end_run(run.info.run_id, "FINISHED")
 
 
 def active_run_id() -> str:
     """Id of the run opened by `start_run`."""
     return mlflow.active_run().info.run_id
-
-
-def log_params(params: dict[str, str]) -> None:
-    items = list(params.items())
-    for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-        mlflow.log_params(dict(items[i : i + 100]))
-
-
-def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
-
-
-def log_metrics_to(run_id: str, metrics: dict[str, float]) -> None:
-    """Log `metrics` into another run (e.g. test scores into the training run) without reopening it.
-
-    The run's status and end time stay as they are; non-finite values are left out.
-    """
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)]
-    if batch:
-        MlflowClient().log_batch(run_id, metrics=batch)
-
-
-def log_image(image: np.ndarray, key: str, step: int) -> None:
-    """An RGB uint8 image tracked by step (the MLflow UI shows a step slider)."""
-    mlflow.log_image(image, key=key, step=step, synchronous=True)
-
-
-def log_artifact(path: Path, artifact_path: str | None = None) -> None:
-    mlflow.log_artifact(str(path), artifact_path)
-
-
-def log_artifacts(folder: Path, artifact_path: str | None = None) -> None:
-    mlflow.log_artifacts(str(folder), artifact_path)
-
-
-def log_text(text: str, artifact_file: str) -> None:
-    mlflow.log_text(text, artifact_file)
-
-
-def set_tags(tags: dict[str, str]) -> None:
-    mlflow.set_tags(tags)
 
 
 def find_latest_training_run(experiment_id: str) -> str | None:

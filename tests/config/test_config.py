@@ -98,7 +98,7 @@ def test_booleans_still_select_choices() -> None:
         ("train.jit_compile=yes", "auto, true, false"),
         ("train.optimizer=rmsprop", "adam, adamw, sgd"),
         ("train.lr_schedule=step", "constant, cosine, polynomial"),
-        ("train.precision=float16", "float32, mixed_float16, mixed_bfloat16"),
+        ("train.precision=float16", "auto, float32, mixed_float16, mixed_bfloat16"),
         ("model.normalization=layer", "none, batch, instance, group, true, false"),
         ("dataset.mask_format=grey", "auto, rgb, gray, index"),
         ("dataset.on_bad_file=ignore", "error, skip"),

@@ -106,6 +106,23 @@ def test_cache_and_shuffle_are_seeded(tmp_path: Path) -> None:
     assert sorted(first_epoch(True, 1)) == sorted(first_epoch(False, 1))  # the same pairs, each once
 
 
+def test_workers_shards_take_each_pair_once_per_epoch(tmp_path: Path) -> None:
+    """A multi-worker training's shards: disjoint, together the whole split, a new split every epoch."""
+    pairs = [_pair(tmp_path, f"p{i}", (8, 8)) for i in range(10)]
+    split = Split("train", tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+
+    def epochs(index: int) -> list[list[float]]:
+        ds = build_dataset(split, build_palette(CLASSES), (8, 8), 3, 3, 4, shuffle=True, seed=3, shard=(2, index))
+        assert ds.options().experimental_distribute.auto_shard_policy.name == "OFF"  # no second sharding
+        return [[round(float(x.numpy().sum()), 3) for x, _ in ds.unbatch()] for _ in range(2)]
+
+    (a1, a2), (b1, b2) = epochs(0), epochs(1)
+    everything = sorted(round(float(x.numpy().sum()), 3) for x, _ in build_dataset(
+        split, build_palette(CLASSES), (8, 8), 3, 3, 4).unbatch())
+    assert len(a1) == len(b1) == 5 and sorted(a1 + b1) == sorted(a2 + b2) == everything
+    assert sorted(a1) != sorted(a2)  # each epoch's shuffled order is split anew
+
+
 def _class_folders(tmp_path: Path, per_class: int = 200) -> Split:
     """Pairs of a per-class layout (train/<class>/images), listed as discovery does: sorted by class."""
     images, masks = [], []

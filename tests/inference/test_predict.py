@@ -6,7 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from flexseg.inference.predict import Predictor, predict_full_size, resize_probabilities, with_input_size
+from flexseg.inference.predict import (
+    Predictor,
+    predict_full_size,
+    resize_probabilities,
+    with_input_size,
+    with_policy,
+)
 
 
 class RecordingModel:
@@ -74,3 +80,39 @@ def test_predict_full_size_resizes_probabilities_back_before_taking_labels():
     expected = resize_probabilities(probs[0], 20, 30).argmax(-1)
     np.testing.assert_array_equal(labels[0], expected)
     assert (labels[0][:, :14] == 0).all() and (labels[0][:, 16:] == 1).all()  # the boundary at the middle
+
+
+def _flexunet(seed: int) -> keras.Model:
+    from flexseg.config.schemas import ModelConfig
+    from flexseg.models.registry import build_model
+
+    keras.utils.set_random_seed(seed)
+    return build_model(ModelConfig(image_height=32, image_width=32, num_classes=3, base_filters=4, base_kernels=3,
+                                   num_layers=3, dropout_rate=0.0))
+
+
+def test_with_policy_runs_a_float32_model_in_bf16_with_float32_outputs_and_the_same_answers() -> None:
+    model = _flexunet(0)
+    images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    bf16 = with_policy(model, "mixed_bfloat16")
+    inner = [layer for layer in bf16.layers if not isinstance(layer, keras.layers.InputLayer)]
+    assert {layer.dtype_policy.name for layer in inner[:-1]} == {"mixed_bfloat16"}
+    assert inner[-1].dtype_policy.name == "float32"  # the output layer
+    out = bf16.predict_on_batch(images)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, model.predict_on_batch(images), atol=0.03)
+    assert with_policy(bf16, "mixed_bfloat16") is bf16 and with_policy(model, "float32") is model
+    back = with_policy(bf16, "float32")
+    np.testing.assert_allclose(back.predict_on_batch(images), model.predict_on_batch(images), atol=1e-6)
+
+
+def test_with_policy_converts_every_member_of_a_fold_ensemble() -> None:
+    from flexseg.inference.ensemble import build_ensemble, ensemble_members
+
+    ensemble = build_ensemble({"a": _flexunet(1), "b": _flexunet(2)})
+    converted = with_policy(ensemble, "mixed_bfloat16")
+    assert converted is not ensemble
+    for member in ensemble_members(converted):
+        assert member.layers[1].dtype_policy.name == "mixed_bfloat16"
+    images = np.random.default_rng(1).random((1, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(converted.predict_on_batch(images), ensemble.predict_on_batch(images), atol=0.03)

@@ -83,3 +83,38 @@ def test_mixed_bfloat16_with_cosine_schedule_trains_and_restores_the_policy(tmp_
     history = read_state(run_dir / "checkpoints" / "state.json").history
     assert history[1]["lr"] < history[0]["lr"]  # cosine decays within the run
     assert all(row["loss"] == row["loss"] for row in history)  # finite, not NaN
+
+
+@pytest.mark.slow
+def test_auto_precision_reaches_the_float32_dice(tmp_path: Path) -> None:
+    """The demo's model trained to its plateau in auto precision and in the other of float32 / bf16 scores the same.
+
+    `auto` is float32 on CPUs without AMX-BF16 and bf16 on AMX CPUs, so one run is always `auto` and the
+    other the precision auto did not pick here: float32 and bf16 are both trained on every machine.
+    """
+    from flexseg.training.devices import resolve_precision
+
+    auto = resolve_precision("auto").value
+    other = "mixed_bfloat16" if auto == "float32" else "float32"
+    demo = ["experiment=demo", "dataset=synthetic", "model.image_height=64", "model.image_width=64", "dataset.synthetic.image_size=64",
+            "dataset.synthetic.num_train=32", "dataset.synthetic.num_valid=8", "dataset.synthetic.num_test=4",
+            "dataset.synthetic.num_large=1", "dataset.synthetic.large_size=96", "train.batch_size=4",
+            "train.epochs=16", "callbacks=minimal", "train.metrics=[dice]",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"dataset.root={tmp_path}/synthetic"]
+    dice = {}
+    for precision in ("auto", other):
+        cfg = compose([*demo, f"train.precision={precision}"])
+        results = train.run(cfg, RunContext(tmp_path / precision, [], OmegaConf.to_yaml(OmegaConf.structured(cfg))))
+        dice[precision] = results["best_val_dice"]
+    print(f"auto ({auto}) best val_dice {dice['auto']:.4f}, {other} {dice[other]:.4f}")
+    assert dice["auto"] > 0.8 and abs(dice["auto"] - dice[other]) <= 0.01, dice
+
+
+def test_summary_keeps_the_best_monitored_value_beside_the_objective_epochs_metrics(tmp_path: Path) -> None:
+    from flexseg.training.callbacks import TrainingState
+
+    cfg = compose(["callbacks.monitor=val_loss", "train.objective=val_dice"])
+    history = [{"epoch": 1, "val_loss": 0.30, "val_dice": 0.70}, {"epoch": 2, "val_loss": 0.35, "val_dice": 0.80}]
+    results = train._summary(cfg, TrainingState(epoch=2, history=history), tmp_path, log_to_run=False)
+    assert results["best_val_loss"] == 0.30  # the lowest val_loss, not epoch 2's
+    assert (results["objective"], results["best_val_dice"], results["best_epoch"]) == (0.80, 0.80, 2.0)
