@@ -3,9 +3,10 @@
 Prints images/s of `model.train_on_batch` (after one warm-up step that traces the function) and the
 ratio to float32, for a 512x512 FlexUNet with 3x3 kernels and 6 levels and for the reference
 experiments' model (16 filters, 9x9 kernels, 8 levels: about 125 M parameters). On a CPU without
-AMX-BF16, `auto` is float32 and bf16 runs emulated (slower); on AMX CPUs and Ampere+ GPUs auto is bf16.
+AMX-BF16, `auto` is float32 and bf16 runs emulated (10x slower: add --with-bf16 to see it); on AMX
+CPUs and Ampere+ GPUs auto is bf16.
 
-    python benchmarks/bench_precision.py [--steps 3] [--batch 2] [--size 512] [--only small|reference]
+    python benchmarks/bench_precision.py [--steps 3] [--batch 2] [--size 512] [--only small|reference] [--with-bf16]
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--only", choices=sorted(CONFIGS), default=None)
+    parser.add_argument("--with-bf16", action="store_true",
+                        help="also time mixed_bfloat16 when auto is not it (emulated on CPUs without AMX: very slow)")
     args = parser.parse_args()
 
     from flexseg.config.choices import Precision
@@ -67,7 +70,7 @@ def main() -> None:
     print(f"{'config':<10} {'params':>8} {'precision':<15} {'images/s':>9} {'vs fp32':>8}")
     for name in [args.only] if args.only else list(CONFIGS):
         base = None
-        for precision in dict.fromkeys(["float32", auto, "mixed_bfloat16"]):
+        for precision in dict.fromkeys(["float32", auto, *(["mixed_bfloat16"] if args.with_bf16 else [])]):
             rate, params = step_rate(name, precision, args.size, args.batch, args.steps)
             base = base or rate
             label = f"{precision}{' (auto)' if precision == auto else ''}"
