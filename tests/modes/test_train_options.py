@@ -96,10 +96,11 @@ def test_auto_precision_reaches_the_float32_dice(tmp_path: Path) -> None:
 
     auto = resolve_precision("auto").value
     other = "mixed_bfloat16" if auto == "float32" else "float32"
-    demo = ["experiment=demo", "dataset=synthetic", "model.image_height=64", "model.image_width=64", "dataset.synthetic.image_size=64",
-            "dataset.synthetic.num_train=32", "dataset.synthetic.num_valid=8", "dataset.synthetic.num_test=4",
+    demo = ["experiment=demo", "dataset=synthetic", "model.image_height=64", "model.image_width=64",
+            "dataset.synthetic.image_size=64", "dataset.synthetic.num_train=32", "dataset.synthetic.num_valid=8", "dataset.synthetic.num_test=4",
             "dataset.synthetic.num_large=1", "dataset.synthetic.large_size=96", "train.batch_size=4",
-            "train.epochs=16", "callbacks=minimal", "train.metrics=[dice]",
+            "train.epochs=16", "callbacks=minimal", "callbacks.checkpoint=false", "callbacks.last_checkpoint=false",
+            "train.metrics=[dice]",
             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"dataset.root={tmp_path}/synthetic"]
     dice = {}
     for precision in ("auto", other):
