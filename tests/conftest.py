@@ -89,6 +89,29 @@ def run_cli(args: list[str], cwd: Path, check: bool = True) -> subprocess.Comple
     return proc
 
 
+def kill_after_epoch(proc: subprocess.Popen, run_dir: Path, epoch: int, timeout_s: float, log: Path) -> int:
+    """Wait until the training `proc` has committed `epoch` epochs in `run_dir`, then kill it with SIGKILL.
+
+    Fails the test when the process exits first or no such epoch comes within `timeout_s` (showing `log`).
+
+    Returns:
+        The epoch count `checkpoints/state.json` holds after the kill (at least `epoch`).
+    """
+    import signal
+    import time
+
+    from flexseg.training.callbacks import read_state
+
+    state_file, deadline = run_dir / "checkpoints" / "state.json", time.monotonic() + timeout_s
+    while not (state_file.is_file() and read_state(state_file).epoch >= epoch):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no epoch {epoch} within {timeout_s} s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return read_state(state_file).epoch
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

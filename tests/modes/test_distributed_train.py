@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY, compose, seed_store
+from conftest import REPO, TINY, compose, kill_after_epoch, seed_store
+from mlflow_server import free_ports
 from omegaconf import OmegaConf
 
 from flexseg.context import RunContext
@@ -76,14 +74,8 @@ def test_mirrored_on_two_logical_cpus_matches_one_device_and_resumes_after_kill_
     with (tmp_path / "killed.log").open("w") as out:
         proc = subprocess.Popen([sys.executable, "-c", TWO_CPUS, *args, f"hydra.run.dir={tmp_path}/train"],
                                 cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=_env())
-        state_file, deadline = tmp_path / "train" / "checkpoints" / "state.json", time.monotonic() + 300
-        while not (state_file.is_file() and read_state(state_file).epoch >= 1):
-            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no epoch within 300 s"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    killed_at = read_state(state_file).epoch
+        killed_at = kill_after_epoch(proc, tmp_path / "train", 1, 300, tmp_path / "killed.log")
+    state_file = tmp_path / "train" / "checkpoints" / "state.json"
     assert 1 <= killed_at < 3
 
     resumed = subprocess.run([sys.executable, "-c", TWO_CPUS, *args, "train.resume=auto",
@@ -100,23 +92,13 @@ def test_mirrored_on_two_logical_cpus_matches_one_device_and_resumes_after_kill_
     assert _curve(tmp_path / "train") == [pytest.approx(pair, rel=1e-4) for pair in one_device]
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_on_localhost_train_one_mlflow_run_like_one_device(
     tmp_path: Path, one_device: list[tuple[float, float]]
 ) -> None:
     args = [*BASE, "train.strategy=multi_worker", "train.batch_size=4", "callbacks.epoch_change_infer=true",
             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"dataset.root={tmp_path}/synthetic"]
     seed_store(args)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
 import pytest
-from conftest import REPO, TINY, compose, run_cli, seed_store
+from conftest import REPO, TINY, compose, kill_after_epoch, run_cli, seed_store
 from omegaconf import OmegaConf
 
 from flexseg.training.callbacks import MlflowLogger, read_state
@@ -148,15 +146,7 @@ def test_sigkill_after_epoch_2_of_4_then_resume_into_the_same_run(tmp_path: Path
         [sys.executable, "-m", "flexseg", *args, f"hydra.run.dir={tmp_path}/train"], cwd=tmp_path, stdout=log,
         stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)},
     )
-    state_file = tmp_path / "train" / "checkpoints" / "state.json"
-    deadline = time.monotonic() + 240
-    while not (state_file.is_file() and read_state(state_file).epoch >= 2):
-        assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "no epoch 2 within 240 s"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = read_state(state_file).epoch
+    killed_at = kill_after_epoch(proc, tmp_path / "train", 2, 240, tmp_path / "killed.log")
     assert 2 <= killed_at < 4
 
     client, runs = _client(tmp_path)
@@ -172,7 +162,7 @@ def test_sigkill_after_epoch_2_of_4_then_resume_into_the_same_run(tmp_path: Path
     assert runs[0].info.status == "FINISHED"
     assert _steps(client, run_id, "val_loss") == [1, 2, 3, 4]
     assert tracking.find_latest_training_run(exp_id) == run_id
-    state = read_state(state_file)
+    state = read_state(tmp_path / "train" / "checkpoints" / "state.json")
     assert (state.epoch, state.finished, state.run_id) == (4, True, run_id)
     for name in ("last.keras", "best.keras"):
         keras.models.load_model(tmp_path / "train" / "checkpoints" / name, compile=False, safe_mode=True)

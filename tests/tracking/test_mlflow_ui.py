@@ -7,11 +7,7 @@ assertions read what its pages read: the experiment's kind tag, the run names, t
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -21,19 +17,13 @@ from typing import Any, Iterator
 
 import pytest
 from conftest import TINY, compose, seed_store
+from mlflow_server import MlflowServer
 from omegaconf import OmegaConf
 
 from flexseg import tracking
 from flexseg.context import RunContext
 
 EXPERIMENT = "uicheck"
-STARTUP_S = 90  # the server imports for ~30 s on a busy 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,36 +50,14 @@ def _train_and_eval(tmp: Path) -> None:
 def ui(store: Path) -> Iterator[str]:
     """Base URL of `mlflow server` on the store after a training and an eval; the server (its whole process
     group) is stopped after. It starts first, so that its imports overlap the training."""
-    port = _free_port()
-    log = (store / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(store)
+    server.start()
     try:
         _train_and_eval(store)
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not answer within {STARTUP_S} s:\n"
-                                f"{(store / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
-        yield url
+        server.wait()
+        yield server.url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-        log.close()
+        server.kill(signal.SIGTERM)
 
 
 def _get(url: str, endpoint: str, query: dict[str, str]) -> dict[str, Any]:

@@ -8,77 +8,22 @@ with one line, and a server lost mid-training loses nothing: the run finishes, s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import REPO, TINY, run_cli, seed_store
+from conftest import REPO, TINY, run_cli
 from mlflow.tracking import MlflowClient
-
-STARTUP_S = 90  # the server imports for 10-30 s on a busy 2-core machine
+from mlflow_server import MlflowServer as Server
+from mlflow_server import free_ports
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`mlflow server` on a SQLite store and an artifacts folder in `folder`, on a free 127.0.0.1 port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        seed_store([f"tracking.uri=sqlite:///{folder}/mlflow.db"])  # no schema migration at each start
-
-    def start(self) -> None:
-        with (self.folder / "server.log").open("a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.folder}/mlflow.db",
-                 "--artifacts-destination", str(self.folder / "mlartifacts"), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            )
-
-    def wait(self) -> None:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/health", timeout=2).close()
-                return
-            except (urllib.error.URLError, OSError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not answer within {STARTUP_S} s:\n"
-                                f"{(self.folder / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.3)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Stop the server's whole process group (uvicorn runs in a child); SIGKILL is a crash."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=15)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # a worker left behind
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,7 +49,7 @@ def _args(tmp: Path, url: str, experiment: str) -> list[str]:
 
 
 def test_a_server_down_at_start_stops_in_seconds_with_one_line(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_ports()[0]}"  # nothing listens there
     start = time.monotonic()
     proc = run_cli([*_args(tmp_path, url, "down"), "train.epochs=1"], tmp_path, check=False)
     elapsed = time.monotonic() - start
