@@ -16,7 +16,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from flexseg.config.choices import Precision, Strategy
 
@@ -86,8 +86,9 @@ def cpu_info() -> CpuInfo:
     return CpuInfo(model or platform.processor() or platform.machine(), _usable_cores(), flags)
 
 
-def gpu_info() -> list[GpuInfo]:
-    """The GPUs TensorFlow sees, with name and compute capability (imports TensorFlow)."""
+@functools.cache
+def gpu_info() -> tuple[GpuInfo, ...]:
+    """The GPUs TensorFlow sees, with name and compute capability (imports TensorFlow; asked once per process)."""
     import tensorflow as tf
 
     found = []
@@ -98,10 +99,10 @@ def gpu_info() -> list[GpuInfo]:
             details = {}
         cc = details.get("compute_capability")
         found.append(GpuInfo(details.get("device_name", device.name), tuple(cc) if cc else None))
-    return found
+    return tuple(found)
 
 
-def auto_precision(cpu: CpuInfo, gpus: list[GpuInfo]) -> Precision:
+def auto_precision(cpu: CpuInfo, gpus: Sequence[GpuInfo]) -> Precision:
     """The precision `auto` means on this hardware (pure; see the module docstring)."""
     if gpus:
         ccs = [g.compute_capability for g in gpus]
