@@ -67,6 +67,15 @@ bench-tiled: install  ## tiled inference: seconds, MP/s vs the model's forward-o
 bench-precision: install  ## training images/s in float32 vs train.precision=auto (and bf16), two reference configs (~6 min on 2 cores)
 	$(BIN)/python benchmarks/bench_precision.py
 
+.PHONY: bench
+bench: install  ## every benchmark figure (machine limits, train GFLOP/s, epoch overhead, predict, race) -> BENCHMARKS.md (< 20 min)
+	$(BIN)/python benchmarks/bench.py
+
+BUDGET ?= 300
+.PHONY: race
+race: install  ## default recipe vs reference parity, same wall time (BUDGET=300 s each) on lung_tumor_mini + synthetic
+	$(BIN)/python benchmarks/race.py --budget $(BUDGET)
+
 gpu-check: install  ## on a GPU machine (make install TF=cuda): mode=info, fp32 vs auto step rate, the demo in auto (< 5 min)
 	bash benchmarks/gpu_check.sh
 

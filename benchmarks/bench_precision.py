@@ -14,42 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (after the path setup; puts the repo on sys.path too)
 
-CONFIGS = {
-    "small": dict(base_filters=16, base_kernels=3, num_layers=6, dropout_rate=0.05),
-    "reference": dict(base_filters=16, base_kernels=9, num_layers=8, dropout_rate=0.04),
-}
+CONFIGS = {"small": "b", "reference": "a"}  # benchlib.REFERENCE_CONFIGS
 
 
 def step_rate(name: str, precision: str, size: int, batch: int, steps: int) -> tuple[float, int]:
     """(images/s, parameters) of `steps` training steps of config `name` in `precision` (a Keras policy)."""
-    import keras
-    import numpy as np
-
-    from flexseg.config.schemas import ModelConfig
-    from flexseg.models.registry import build_model
-
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        keras.utils.set_random_seed(0)
-        model = build_model(ModelConfig(image_height=size, image_width=size, num_classes=6, **CONFIGS[name]))
-        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="categorical_crossentropy", jit_compile=False)
-        rng = np.random.default_rng(0)
-        x = rng.random((batch, size, size, 3), dtype=np.float32)
-        y = keras.utils.to_categorical(rng.integers(0, 6, (batch, size, size)), 6).astype(np.float32)
-        model.train_on_batch(x, y)  # traces the step
-        start = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x, y)
-        return steps * batch / (time.perf_counter() - start), model.count_params()
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    rate, params, _ = benchlib.train_step_rate(CONFIGS[name], precision, size, batch, steps)
+    return rate, params
 
 
 def main() -> None:
@@ -62,6 +39,9 @@ def main() -> None:
                         help="also time mixed_bfloat16 when auto is not it (emulated on CPUs without AMX: very slow)")
     args = parser.parse_args()
 
+    from flexseg.training.devices import set_tensorflow_env
+
+    set_tensorflow_env()  # as the flexseg CLI does, before TensorFlow loads
     from flexseg.config.choices import Precision
     from flexseg.training.devices import describe_devices, resolve_precision
 

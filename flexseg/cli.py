@@ -29,6 +29,7 @@ from flexseg.config.validation import check_override_key, validate_config
 from flexseg.context import RunContext
 from flexseg.errors import ERROR_MARKER, FlexsegError
 from flexseg.sweep import job as sweep_job
+from flexseg.training.devices import set_tensorflow_env
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
 def main() -> None:
     """Console entry point of `flexseg` and `python -m flexseg`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    set_tensorflow_env()  # before any mode imports TensorFlow: oneDNN kernels on x86-64
     # `import keras` imports scikit-learn (installed for MLflow) for keras.wrappers' scikit-learn estimators,
     # which flexseg never uses: 2.7 s of every start, measured. Both treat it as optional when absent.
     sys.modules.setdefault("sklearn", None)  # type: ignore[assignment]

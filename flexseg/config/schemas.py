@@ -182,6 +182,9 @@ class TrainConfig:
     resume: Resume = Resume.false
     # A training run dir holding checkpoints/state.json; None: the newest one, found through MLflow.
     resume_dir: Optional[str] = None
+    # Wall-clock seconds this call may train (None: no limit). Checked after every step: the epoch in
+    # progress ends there, then validates, checkpoints and logs as usual. For equal-time comparisons.
+    time_limit: Optional[float] = None
     # What a sweep optimises: the best value over the epochs of this logged metric (val_dice: mean
     # foreground dice on the validation split). Every mode returns its counterpart (eval: test dice).
     objective: str = "val_dice"
@@ -194,7 +197,11 @@ class CallbacksConfig:
     # Decides the best checkpoint, early stopping and ReduceLROnPlateau (val_loss, val_dice, ...).
     monitor: str = "val_loss"
     checkpoint: bool = True  # checkpoints/best.keras when `monitor` improves
-    last_checkpoint: bool = True  # checkpoints/last.keras + state.json every epoch (train.resume needs them)
+    last_checkpoint: bool = True  # checkpoints/last.keras + state.json (train.resume needs them)
+    # How often last.keras + state.json are committed: N (every N-th epoch) or a time like 300s / 10m
+    # (the first epoch end after that much time). The last epoch is always committed; a killed run
+    # resumes losing at most this interval. Written in the background, without stopping training.
+    last_every: str = "1"
     early_stopping: bool = True
     patience: int = 10
     min_delta: float = 0.0

@@ -152,8 +152,34 @@ def validate_config(cfg: Config) -> Config:
     ):
         if value < 1:
             raise FlexsegError(f"{key}={value}; it must be at least 1.")
+    if cfg.train.time_limit is not None and not cfg.train.time_limit > 0:
+        raise FlexsegError(f"train.time_limit={cfg.train.time_limit}; give the seconds training may take (> 0), "
+                           "or null for no limit.")
+    parse_every(cfg.callbacks.last_every)
     _check_folds(cfg.dataset.folds, cfg.dataset.fold)
     return cfg
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_every(text: str, key: str = "callbacks.last_every") -> tuple[int, float]:
+    """`callbacks.last_every` -> (every N-th epoch, or 0; every T seconds, or 0.0).
+
+    "5" is every 5th epoch; "300s", "10m", "1.5h" are times.
+
+    Raises:
+        FlexsegError: Not a positive whole number of epochs nor a positive time.
+    """
+    value = str(text).strip().lower()
+    if value.isdigit() and int(value) >= 1:
+        return int(value), 0.0
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        number = value[: -len(unit)].strip()
+        if value.endswith(unit) and number.replace(".", "", 1).isdigit() and float(number) > 0:
+            return 0, float(number) * _UNITS[unit]
+    raise FlexsegError(f"{key}='{text}' is neither a number of epochs (1, 5, ...) nor a time (300s, 10m, 1h); "
+                       "e.g. callbacks.last_every=5 or callbacks.last_every=10m.")
 
 
 def _check_folds(folds: int | None, fold: int) -> None:

@@ -102,7 +102,9 @@ def build_dataset(
         batch_size: pairs per batch.
         shuffle: a new order every epoch (seeded): the whole list of file names is shuffled (names
             are cheap), so layouts listed class by class (train/<class>/images) mix from the first batch.
-        repeat: repeat forever (for `steps_per_epoch`).
+        repeat: repeat forever (for `steps_per_epoch`): pass after pass of whole batches, so a fit
+            with steps_per_epoch = batches per pass keeps one iterator for the whole training (a new
+            iterator every epoch stalled each epoch start by seconds) and sees every pair once per epoch.
         augment: online augmentation applied after decoding at model size; it gets a per-pair
             stateless seed drawn from `seed`, new every epoch, so runs are repeatable.
         options: how files are read (formats, colours, tolerance, bad-file policy).
@@ -145,8 +147,6 @@ def build_dataset(
         ds = ds.cache()
         if shuffle:  # the cache replays the first epoch's order: reshuffle the decoded pairs within a buffer
             ds = ds.shuffle(max(min(len(split), shuffle_buffer), 1), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
     if augment is not None:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
@@ -154,7 +154,10 @@ def build_dataset(
         )
     ds = ds.map(lambda image, labels, *path: (image, encode_target(labels, num_outputs), *path),
                 num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if repeat:  # after batching: every pass is whole (its last batch may be short), reshuffled, re-augmented
+        ds = ds.repeat()
+    ds = ds.prefetch(AUTOTUNE)
     if shard is not None:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF

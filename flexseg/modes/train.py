@@ -28,10 +28,11 @@ from flexseg.training.callbacks import (
     TrainingState,
     monitor_mode,
 )
+from flexseg.training.callbacks.timing import EpochTimer, TimeLimit
 from flexseg.training.callbacks.pruning import TrialPruning
 from flexseg.sweep.objective import best_epoch, resolve_direction
 from flexseg.sweep.trial import TrialReporter
-from flexseg.config.choices import LRSchedule
+from flexseg.config.choices import BadFilePolicy, LRSchedule
 from flexseg.config.schemas import Config
 from flexseg.data.discovery import IMAGE_EXTS, Split, build_split
 from flexseg.data.augment import build_augment
@@ -104,9 +105,9 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
                     tiled_image: Optional[Path] = None, report=None) -> list[keras.callbacks.Callback]:
     """The callbacks `callbacks.*` switches on, in the order their contracts need.
 
-    Order: ReduceLROnPlateau, best checkpoint, early stopping (their counters change at epoch end)
-    -> `EpochRecorder` (commits last.keras + state.json) -> CSV, plots, MLflow (publish committed
-    epochs only) -> epoch-change inference pictures -> the sweep trial's pruning (`report(epoch,
+    Order: the epoch timer and `train.time_limit` -> ReduceLROnPlateau, best checkpoint, early stopping
+    (their counters change at epoch end) -> `EpochRecorder` (snapshots the model; last.keras +
+    state.json and best.keras are written in the background) -> CSV, plots, MLflow (after the writes) -> epoch-change inference pictures -> the sweep trial's pruning (`report(epoch,
     objective) -> stop?`, from `flexseg.sweep.trial`).
     """
     c, t = cfg.callbacks, cfg.train
@@ -127,8 +128,9 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
         stateful["early_stopping"] = keras.callbacks.EarlyStopping(
             monitor=c.monitor, mode=mode, patience=c.patience, min_delta=c.min_delta, verbose=1)
     ckpt_dir = run_dir / "checkpoints" if c.last_checkpoint else None
-    recorder = EpochRecorder(state, stateful, ckpt_dir, log_lr=c.log_lr)
-    cbs: list[keras.callbacks.Callback] = [*stateful.values(), recorder]
+    limit = TimeLimit(t.time_limit) if t.time_limit is not None else None
+    recorder = EpochRecorder(state, stateful, ckpt_dir, log_lr=c.log_lr, time_limit=limit, last_every=c.last_every)
+    cbs: list[keras.callbacks.Callback] = [EpochTimer(), *([limit] if limit else []), *stateful.values(), recorder]
     if c.csv_logs:
         cbs.append(CsvLogger(run_dir, recorder))
     if c.plots:
@@ -229,18 +231,23 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     augment = build_augment(cfg.augment)  # the train split only
     batch = dist.global_batch(t.batch_size)  # train.batch_size is per replica
     log.info("strategy %s: global batch %d (train.batch_size=%d per replica)", dist.describe(), batch, t.batch_size)
+    # One iterator for the whole fit (repeated datasets + steps per epoch): a new iterator every epoch
+    # stalled each epoch start for seconds. Several workers keep Keras' own epoch ends (shards differ).
+    whole = dist.cluster is None
+    valid_whole = whole and opts.on_bad_file != BadFilePolicy.skip  # skipped files would shift the passes
+    steps_per_epoch = t.steps_per_epoch or math.ceil(len(splits["train"]) / batch)
+    validation_steps = t.validation_steps or (math.ceil(len(splits["valid"]) / batch) if valid_whole else None)
     train_ds = build_dataset(splits["train"], pal, size, m.image_channels, m.num_classes, batch, shuffle=True,
-                             seed=cfg.seed + state.epoch, repeat=t.steps_per_epoch is not None,
+                             seed=cfg.seed + state.epoch, repeat=t.steps_per_epoch is not None or whole,
                              shuffle_buffer=t.shuffle_buffer, augment=augment, options=opts, cache=cfg.dataset.cache,
                              shard=dist.shard())
     valid_ds = build_dataset(splits["valid"], pal, size, m.image_channels, m.num_classes, batch,
-                             repeat=t.validation_steps is not None, options=opts, cache=cfg.dataset.cache,
+                             repeat=validation_steps is not None, options=opts, cache=cfg.dataset.cache,
                              shard=dist.shard())
     infer_ds = None
     if cfg.callbacks.epoch_change_infer and cfg.callbacks.num_infer_images > 0:
         infer_ds = build_dataset(epoch_infer_split(cfg, splits["valid"]), pal, size, m.image_channels,
                                  m.num_classes, 1, options=opts)
-    steps_per_epoch = t.steps_per_epoch or math.ceil(len(splits["train"]) / batch)
 
     lock = training_lock(run_dir) if dist.is_chief else contextlib.nullcontext()
     with lock, common.precision_policy(t.precision) as precision:
@@ -269,7 +276,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
             callbacks = build_callbacks(cfg, run_dir, state, infer_ds, tiled_image_path(cfg), report)
             model.fit(
                 train_ds, validation_data=valid_ds, epochs=state.epoch if state.stopped_early else t.epochs,
-                initial_epoch=state.epoch, steps_per_epoch=t.steps_per_epoch, validation_steps=t.validation_steps,
+                initial_epoch=state.epoch, steps_per_epoch=steps_per_epoch if (t.steps_per_epoch or whole) else None,
+                validation_steps=validation_steps,
                 callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
             )
             if dist.is_chief:

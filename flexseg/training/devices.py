@@ -16,7 +16,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, MutableMapping, Optional, Sequence
 
 from flexseg.config.choices import Precision, Strategy
 
@@ -120,6 +120,26 @@ def resolve_precision(choice: Precision) -> Precision:
     if choice != Precision.auto:
         return choice
     return auto_precision(cpu_info(), gpu_info())
+
+
+def tensorflow_env_defaults(machine: str) -> dict[str, str]:
+    """The environment TensorFlow should load with on a machine of `platform.machine()` `machine` (pure).
+
+    x86-64: TF_ENABLE_ONEDNN_OPTS=1. TensorFlow turns its oneDNN kernels on by itself only on CPUs
+    with AVX512_VNNI, AVX512_BF16 or AMX; on AVX2 CPUs (AMD EPYC, older Xeons) it leaves them off and
+    runs Eigen's convolutions, whose gradients are 5-7x slower on a FlexUNet's 9x9 and 7x7 levels:
+    a 512x512 training step of the 125 M reference model took 2.3x longer (benchmarks/bench_profile.py).
+    """
+    return {"TF_ENABLE_ONEDNN_OPTS": "1"} if machine.lower() in ("x86_64", "amd64") else {}
+
+
+def set_tensorflow_env(env: MutableMapping[str, str] = os.environ) -> None:
+    """Set `tensorflow_env_defaults` in `env` where the user has not set them.
+
+    Call before TensorFlow is imported: it reads these variables once, when it loads.
+    """
+    for key, value in tensorflow_env_defaults(platform.machine()).items():
+        env.setdefault(key, value)
 
 
 def nvidia_driver_present() -> bool:

@@ -1,11 +1,17 @@
-"""The one predictor path: fixed-size batches, a model rebuilt at the tile size, full-size labels."""
+"""The one predictor path: one compiled function, fixed-size batches, a model rebuilt at the tile size,
+full-size labels."""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from flexseg.inference import predict as predict_module
 from flexseg.inference.predict import (
     Predictor,
     predict_full_size,
@@ -23,6 +29,9 @@ class RecordingModel:
 
     def __init__(self) -> None:
         self.seen: list[tuple[int, ...]] = []
+
+    def __call__(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return tf.numpy_function(self.predict_on_batch, [images], tf.float32, stateful=True)
 
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         self.seen.append(batch.shape)
@@ -116,3 +125,124 @@ def test_with_policy_converts_every_member_of_a_fold_ensemble() -> None:
         assert member.layers[1].dtype_policy.name == "mixed_bfloat16"
     images = np.random.default_rng(1).random((1, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(converted.predict_on_batch(images), ensemble.predict_on_batch(images), atol=0.03)
+
+
+def _tracings(predictor: Predictor) -> int:
+    return predictor.function.experimental_get_tracing_count()
+
+
+def test_the_compiled_function_traces_once_across_calls_and_a_short_last_batch() -> None:
+    from flexseg.config.schemas import ModelConfig
+    from flexseg.models.registry import build_model
+
+    keras.utils.set_random_seed(3)  # dropout > 0: predictions must be the inference ones, not dropped out
+    model = build_model(ModelConfig(image_height=32, image_width=32, num_classes=3, base_filters=4, base_kernels=3,
+                                    num_layers=3, dropout_rate=0.3))
+    predictor = Predictor(model, 4)
+    rng = np.random.default_rng(4)
+    for count in (4, 9, 1, 3):  # full, two full + a short one, short, short
+        images = rng.random((count, 32, 32, 3), dtype=np.float32)
+        probs = predictor(images)
+        assert probs.shape == (count, 32, 32, 3) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs, model(images, training=False), atol=1e-5)
+    assert _tracings(predictor) == 1
+
+
+def test_a_batch_of_the_wrong_size_fails_naming_the_expected_shape() -> None:
+    with pytest.raises(ValueError, match=r"\(N, 16, 16, 3\).*\(2, 24, 24, 3\)"):
+        Predictor(conv_model(16), 2)(np.zeros((2, 24, 24, 3), np.float32))
+
+
+def test_a_bf16_model_predicts_float32_close_to_its_float32_self() -> None:
+    model = _flexunet(5)
+    bf16 = with_policy(model, "mixed_bfloat16")
+    images = np.random.default_rng(5).random((3, 32, 32, 3), dtype=np.float32)
+    predictor = Predictor(bf16, 2)
+    probs = predictor(images)
+    assert probs.dtype == np.float32 and _tracings(predictor) == 1
+    np.testing.assert_allclose(probs, bf16(images, training=False), atol=1e-2)
+    np.testing.assert_allclose(probs, model(images, training=False), atol=0.03)
+
+
+def test_a_fold_ensemble_predicts_the_mean_of_its_members() -> None:
+    from flexseg.inference.ensemble import build_ensemble
+
+    members = [_flexunet(6), _flexunet(7)]
+    images = np.random.default_rng(6).random((3, 32, 32, 3), dtype=np.float32)
+    expected = np.mean([m(images, training=False) for m in members], axis=0)
+    predictor = Predictor(build_ensemble({"a": members[0], "b": members[1]}), 2)
+    np.testing.assert_allclose(predictor(images), expected, atol=1e-5)
+    assert _tracings(predictor) == 1
+
+
+def test_a_sigmoid_model_gives_one_channel() -> None:
+    from flexseg.config.schemas import ModelConfig
+    from flexseg.models.registry import build_model
+
+    keras.utils.set_random_seed(8)
+    model = build_model(ModelConfig(image_height=32, image_width=32, num_classes=1, base_filters=4, base_kernels=3,
+                                    num_layers=2, dropout_rate=0.0))
+    images = np.random.default_rng(8).random((3, 32, 32, 3), dtype=np.float32)
+    predictor = Predictor(model, 2)
+    assert predictor.num_outputs == 1
+    probs = predictor(images)
+    assert probs.shape == (3, 32, 32, 1)
+    np.testing.assert_allclose(probs, model(images, training=False), atol=1e-5)
+    assert (predictor.labels(images) == (probs[..., 0] > 0.5)).all()
+
+
+def test_new_weights_show_in_the_next_call_without_retracing() -> None:
+    model = _flexunet(9)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="categorical_crossentropy")
+    images = np.random.default_rng(9).random((2, 32, 32, 3), dtype=np.float32)
+    predictor = Predictor(model, 2)
+    before = predictor(images)
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    halved = predictor(images)
+    assert np.abs(halved - before).max() > 1e-3
+    np.testing.assert_allclose(halved, model(images, training=False), atol=1e-5)
+    targets = keras.utils.to_categorical(np.zeros((2, 32, 32)), 3)
+    model.train_on_batch(images, targets)  # an optimizer step
+    stepped = predictor(images)
+    assert np.abs(stepped - halved).max() > 1e-3
+    np.testing.assert_allclose(stepped, model(images, training=False), atol=1e-5)
+    assert _tracings(predictor) == 1
+
+
+def test_epoch_pictures_compile_one_function_for_the_whole_fit_and_see_each_epochs_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flexseg.training.callbacks import EpochInference
+
+    compiled: list[tf.types.experimental.PolymorphicFunction] = []
+    compile_predict = predict_module.compile_predict
+
+    def recording_compile(model: keras.Model, batch_size: int) -> tf.types.experimental.PolymorphicFunction:
+        compiled.append(compile_predict(model, batch_size))
+        return compiled[-1]
+
+    monkeypatch.setattr(predict_module, "compile_predict", recording_compile)
+    model = _flexunet(10)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="categorical_crossentropy")
+    rng = np.random.default_rng(10)
+    images = rng.random((4, 32, 32, 3), dtype=np.float32)
+    targets = keras.utils.to_categorical(rng.integers(0, 3, (4, 32, 32)), 3)
+    seen: list[np.ndarray] = []
+    callback = EpochInference(images[:3], targets[:3], np.asarray([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8),
+                              tmp_path, log_image=lambda picture, key, step: seen.append(picture))
+    model.fit(images, targets, batch_size=2, epochs=3, verbose=0, callbacks=[callback])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"epoch_00{i}.png" for i in range(4)]
+    assert len(seen) == 4 and len(compiled) == 1 and compiled[0].experimental_get_tracing_count() == 1
+    assert np.abs(seen[-1].astype(int) - seen[0].astype(int)).max() > 0  # the weights moved the prediction
+    np.testing.assert_allclose(callback._predictor(images[:3]), model(images[:3], training=False), atol=1e-5)
+
+
+def test_many_predictors_in_one_process_give_no_retracing_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Each predictor traces its own function once; TensorFlow must not count them as one function
+    retracing (a sweep or the benchmarks build many predictors in one process)."""
+    model = conv_model(8)
+    images = np.zeros((1, 8, 8, 3), np.float32)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for _ in range(7):
+            Predictor(model, 1)(images)
+    assert "retracing" not in caplog.text

@@ -49,10 +49,10 @@ def test_every_callback_can_be_switched_off_and_the_order_holds(tmp_path: Path) 
     off = ["checkpoint", "early_stopping", "reduce_lr", "csv_logs", "plots", "mlflow", "last_checkpoint"]
     cfg = compose([*OFF, *(f"callbacks.{name}=false" for name in off)])
     cbs = build_callbacks(cfg, tmp_path, TrainingState())
-    assert [type(c).__name__ for c in cbs] == ["EpochRecorder"]
-    assert cbs[0].ckpt_dir is None
+    assert [type(c).__name__ for c in cbs] == ["EpochTimer", "EpochRecorder"]
+    assert cbs[1].ckpt_dir is None
     names = [type(c).__name__ for c in build_callbacks(compose(OFF), tmp_path, TrainingState())]
-    assert names == ["ReduceLROnPlateau", "BestCheckpoint", "EarlyStopping", "EpochRecorder", "CsvLogger",
+    assert names == ["EpochTimer", "ReduceLROnPlateau", "BestCheckpoint", "EarlyStopping", "EpochRecorder", "CsvLogger",
                      "CurvePlotter", "MlflowLogger"]
 
 
@@ -93,14 +93,24 @@ def test_reduce_lr_honours_factor_patience_and_min_lr(tmp_path: Path) -> None:
 
 def test_best_checkpoint_saves_only_on_improvement(tmp_path: Path) -> None:
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
     ckpt = BestCheckpoint(tmp_path / "best.keras", "val_loss")
-    ckpt.set_model(model)
-    ckpt.on_epoch_end(0, {"val_loss": 1.0})
+    recorder = EpochRecorder(TrainingState(), {"best_checkpoint": ckpt}, None)  # best only: no last.keras
+
+    def epoch(index: int, value: float) -> None:
+        for callback in (ckpt, recorder):
+            callback.set_model(model)
+            callback.on_epoch_begin(index)
+            callback.on_epoch_end(index, {"val_loss": value})
+        recorder.writer.flush()
+
+    epoch(0, 1.0)
     first = (tmp_path / "best.keras").stat().st_mtime_ns
-    ckpt.on_epoch_end(1, {"val_loss": 2.0})
+    epoch(1, 2.0)
     assert (tmp_path / "best.keras").stat().st_mtime_ns == first and ckpt.best_epoch == 1
-    ckpt.on_epoch_end(2, {"val_loss": float("nan")})
-    ckpt.on_epoch_end(3, {"val_loss": 0.5})
+    epoch(2, float("nan"))
+    model.layers[0].kernel.assign(np.full((2, 1), 3.0, np.float32))
+    epoch(3, 0.5)
     assert ckpt.best_epoch == 4 and ckpt.best == 0.5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]  # no temp file left
     reloaded = keras.models.load_model(tmp_path / "best.keras", safe_mode=True)

@@ -32,9 +32,11 @@ def save_model_atomic(model: keras.Model, path: Path) -> Path:
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Save the model as `.keras` when `monitor` improves (temp file, then atomic rename).
+    """Track the best value of `monitor`; `EpochRecorder` writes `path` in the epochs that improved it.
 
-    `best` and `best_epoch` (1-based) are state that a resumed training restores.
+    The recorder links `best.keras` to the epoch's committed `last` file (one serialisation for
+    both) or writes it from the epoch's snapshot, in the background. `best` and `best_epoch`
+    (1-based) are state that a resumed training restores; `improved` says whether this epoch improved.
     """
 
     def __init__(self, path: Path, monitor: str = "val_loss") -> None:
@@ -43,12 +45,11 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.mode_max = monitor_mode(monitor) == "max"
         self.best = -math.inf if self.mode_max else math.inf
         self.best_epoch = 0
+        self.improved = False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = (logs or {}).get(self.monitor)
-        if value is None or math.isnan(value):
-            return
-        if (value > self.best) if self.mode_max else (value < self.best):
+        self.improved = value is not None and not math.isnan(value) and (
+            (value > self.best) if self.mode_max else (value < self.best))
+        if self.improved:
             self.best, self.best_epoch = float(value), epoch + 1
-            save_model_atomic(self.model, self.path)
-            log.info("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value, self.path)

@@ -90,12 +90,15 @@ class EpochInference(_EpochPictures):
         self.images, self.palette = images, palette
         self.truth_panels = [viz.colorize(t, palette) for t in labels_from_probs(targets)]
         self.image_panels = [viz.to_uint8_rgb(img) for img in images]
+        self._predictor: Optional[Predictor] = None  # compiled once per model, reads its current weights
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.picture(epoch)
 
     def picture(self, epoch: int) -> None:
-        pred = Predictor(self.model, len(self.images)).labels(self.images)
+        if self._predictor is None or self._predictor.model is not self.model:
+            self._predictor = Predictor(self.model, len(self.images))
+        pred = self._predictor.labels(self.images)
         rows = [
             [img, truth, viz.colorize(p, self.palette)]
             for img, truth, p in zip(self.image_panels, self.truth_panels, pred)

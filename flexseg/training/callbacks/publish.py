@@ -6,6 +6,8 @@ hold each epoch exactly once, and MLflow gets each epoch's metrics once (at step
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -46,14 +48,31 @@ class CsvLogger(keras.callbacks.Callback):
 
 class CurvePlotter(keras.callbacks.Callback):
     """`train_losses.png` and `train_metrics.png`: headline metrics (train solid, validation dashed),
-    validation scores per class, learning rate (log scale)."""
+    validation scores per class, learning rate (log scale).
 
-    def __init__(self, run_dir: Path, recorder: EpochRecorder, class_names: Sequence[str]) -> None:
+    Drawing costs about a second; with short epochs the plots are redrawn only once the time since
+    the last drawing is `budget` times what that drawing cost (so they take at most ~1/budget of the
+    training time), and always when training ends.
+    """
+
+    def __init__(self, run_dir: Path, recorder: EpochRecorder, class_names: Sequence[str],
+                 budget: float = 20.0) -> None:
         super().__init__()
-        self.recorder, self.run_dir = recorder, run_dir
+        self.recorder, self.run_dir, self.budget = recorder, run_dir, budget
         self.per_class = {f"{prefix}_{name}" for prefix in ("dice", "iou") for name in class_names}
+        self._drawn_at, self._cost, self._drawn_epochs = -math.inf, 0.0, -1
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if time.monotonic() - self._drawn_at >= self.budget * self._cost:
+            self.draw()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._drawn_epochs != len(self.recorder.history):
+            self.draw()
+
+    def draw(self) -> None:
+        """Redraw both plots from the history."""
+        start = time.monotonic()
         keys = history_keys(self.recorder.history)
         base = [k for k in keys if not k.startswith("val_") and k != "lr"]
         losses = [k for k in base if _is_loss(k)]
@@ -65,15 +84,20 @@ class CurvePlotter(keras.callbacks.Callback):
                                                              if k.startswith(f"{prefix}_"))))
         panels.append(("lr", ["lr"]))
         plots.plot_curves(self.recorder.history, panels, self.run_dir / "train_metrics.png", log_scale=("lr",))
+        self._drawn_at = time.monotonic()
+        self._cost, self._drawn_epochs = self._drawn_at - start, len(self.recorder.history)
 
 
 class MlflowLogger(keras.callbacks.Callback):
-    """The MLflow bridge: the epoch's committed metrics, once, at step = epoch (1-based)."""
+    """The MLflow bridge: the epoch's metrics, once, at step = epoch (1-based), after the files of every
+    write the recorder started have landed (an epoch `callbacks.last_every` does not commit is logged
+    then too; after a kill, such epochs are trained and logged again)."""
 
     def __init__(self, recorder: EpochRecorder, log_metrics: Callable[[dict[str, float], int], None]) -> None:
         super().__init__()
         self.recorder, self.log_metrics = recorder, log_metrics
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        row = self.recorder.history[-1]
-        self.log_metrics({k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"]))
+        row = dict(self.recorder.history[-1])
+        self.recorder.after_commit(lambda: self.log_metrics({k: v for k, v in row.items() if k != "epoch"},
+                                                            int(row["epoch"])))

@@ -1,31 +1,37 @@
 """The epoch record of a training run and what a resumed run needs: last.keras + state.json.
 
 After every epoch `EpochRecorder` appends the epoch's logs to the history, then (when given a
-checkpoint folder) commits the epoch (`commit_epoch`): the model (+ optimizer state) goes to a file
-of its own, `.last_epoch_NNNN.keras`; then `state.json` (epoch count, history, learning rate, the
-counters of early stopping / ReduceLROnPlateau / best checkpoint, MLflow run id, and the name of
-that model file) replaces the previous one; only then does `last.keras` become a hard link to the
-new file and the previous epoch's file go. `state.json` is the commit point: whenever a run is
-killed, the state on disk names a complete model file of the same epoch, so it resumes from the
-last committed epoch with that epoch's weights. Callbacks placed after the recorder publish the
-history (CSV, plots, MLflow), so nothing is published for an epoch that was not committed.
+checkpoint folder, every `callbacks.last_every`) commits the epoch (`commit_files`), on a
+background thread from an in-memory snapshot of the model (`flexseg.training.callbacks.writer`):
+the model (+ optimizer state) goes to a file of its own, `.last_epoch_NNNN.keras`; `best.keras` is
+linked to it when the epoch improved the monitored value; then `state.json` (epoch count, history,
+learning rate, the counters of early stopping / ReduceLROnPlateau / best checkpoint, MLflow run id,
+and the name of that model file) replaces the previous one; only then does `last.keras` become a
+hard link to the new file and the previous epoch's file go. `state.json` is the commit point:
+whenever a run is killed, the state on disk names a complete model file of the same epoch, so it
+resumes from the last committed epoch with that epoch's weights. MLflow gets an epoch's metrics
+after its files landed (`EpochRecorder.after_commit`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 import os
-import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
 
+from flexseg.config.validation import parse_every
 from flexseg.training.callbacks.checkpoint import save_model_atomic
+from flexseg.training.callbacks.writer import CheckpointWriter, ModelSnapshot, link_or_copy, write_snapshot
+from flexseg.training.keras_file import CheckpointProcess
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)
@@ -112,50 +118,76 @@ def lr_is_settable(model: keras.Model) -> bool:
     return not isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
 
 
-def commit_epoch(model: keras.Model, ckpt_dir: Path, state: TrainingState) -> Path:
+def commit_files(source: ModelSnapshot | keras.Model, ckpt_dir: Path, state: TrainingState,
+                 best: Optional[Path] = None, process: Optional[CheckpointProcess] = None) -> Path:
     """Write the model of `state.epoch` and then `state.json`, so the pair on disk always matches.
 
-    Order: `.last_epoch_NNNN.keras` (temp file + rename) -> `state.json` naming it (the commit) ->
-    `last.keras` hard-linked to it (a copy where links are not possible) -> older epoch files removed.
+    Order: `.last_epoch_NNNN.keras` (temp file + rename) -> `best` (when given) linked to it ->
+    `state.json` naming it (the commit) -> `last.keras` linked to it -> older epoch files removed.
+    Runs on the training thread or on `CheckpointWriter`'s (then `state` is a copy).
+
+    Args:
+        source: A snapshot of the model (`ModelSnapshot.capture`) or the model itself.
+        ckpt_dir: The checkpoint folder.
+        state: The state to commit; its `checkpoint` is set to the file's name.
+        best: The best checkpoint's path when this epoch improved it.
+        process: The writer process that serialises a snapshot (None: this one).
 
     Returns:
         The committed model file.
     """
     name = f".last_epoch_{state.epoch:04d}.keras"
-    path = save_model_atomic(model, ckpt_dir / name)
+    path = ckpt_dir / name
+    if isinstance(source, ModelSnapshot):
+        write_snapshot(source, path, process)
+    else:
+        save_model_atomic(source, path)
+    if best is not None:  # the same bytes: link, not a second serialisation
+        link_or_copy(path, best)
     state.checkpoint = name
     write_state(ckpt_dir / STATE_FILE, state)
-    link = ckpt_dir / f".{LAST_CHECKPOINT}.link"
-    link.unlink(missing_ok=True)
-    try:
-        os.link(path, link)
-    except OSError:  # a filesystem without hard links
-        shutil.copyfile(path, link)
-    os.replace(link, ckpt_dir / LAST_CHECKPOINT)
+    link_or_copy(path, ckpt_dir / LAST_CHECKPOINT)
     for old in ckpt_dir.glob(".last_epoch_*.keras"):
         if old.name != name:
             old.unlink(missing_ok=True)
     return path
 
 
+def commit_epoch(model: keras.Model, ckpt_dir: Path, state: TrainingState) -> Path:
+    """`commit_files` of the model now, on this thread."""
+    return commit_files(ModelSnapshot.capture(model) or model, ckpt_dir, state)
+
+
 class EpochRecorder(keras.callbacks.Callback):
-    """Keep the per-epoch history; commit `last.keras` + `state.json` after every epoch.
+    """Keep the per-epoch history; commit `last.keras` + `state.json` (every `last_every`) and write
+    `best.keras` when the best checkpoint improved, both in the background.
 
     Place it after the callbacks it snapshots (early stopping, ReduceLROnPlateau, best
-    checkpoint) and before the ones that publish the history.
+    checkpoint) and before the ones that publish the history. At each epoch end the model is
+    snapshotted in memory and `CheckpointWriter` writes the files while the next epoch trains; the
+    last epoch is always committed, and every write is finished when `fit` returns. Publishers that
+    must only see committed epochs (MLflow) go through `after_commit`.
 
     Args:
         state: The state to continue (a fresh one for a new run); updated in place.
         stateful: Role name (a key of `STATEFUL_ATTRIBUTES`) -> callback instance.
         ckpt_dir: Folder for `last.keras` and `state.json`; None records in memory only.
         log_lr: Put the epoch's learning rate into the history as `lr`.
+        time_limit: The `train.time_limit` callback: a training it ends is not "stopped early".
+        last_every: `callbacks.last_every`: commit every N-th epoch ("5") or after a time ("10m").
+        background: Write files on the writer thread (False: on the training thread).
     """
 
     def __init__(self, state: TrainingState, stateful: dict[str, keras.callbacks.Callback],
-                 ckpt_dir: Optional[Path], log_lr: bool = True) -> None:
+                 ckpt_dir: Optional[Path], log_lr: bool = True, time_limit: Optional[Any] = None,
+                 last_every: str = "1", background: bool = True) -> None:
         super().__init__()
         self.state, self.stateful, self.ckpt_dir, self.log_lr = state, stateful, ckpt_dir, log_lr
+        self.time_limit, self.background = time_limit, background
+        self.every_epochs, self.every_seconds = parse_every(last_every)
+        self.writer = CheckpointWriter()
         self._epoch_lr = float("nan")
+        self._committed, self._commit_clock = state.epoch, time.monotonic()
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -163,6 +195,7 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         """Restore the snapshotted callbacks and the learning rate (they reset themselves first)."""
+        self._committed, self._commit_clock = self.state.epoch, time.monotonic()
         for role, values in self.state.callbacks.items():
             callback = self.stateful.get(role)
             if callback is None:
@@ -180,6 +213,9 @@ class EpochRecorder(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_lr = current_lr(self.model)
 
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.writer.poll()  # publishes what the writer committed meanwhile; raises a failed write
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         row: dict[str, float] = {"epoch": epoch + 1}
         row.update({k: float(v) for k, v in (logs or {}).items() if not k.startswith("learning_rate")})
@@ -190,17 +226,63 @@ class EpochRecorder(keras.callbacks.Callback):
         s.epoch = epoch + 1
         s.iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         s.lr = current_lr(self.model) if lr_is_settable(self.model) else None
-        s.stopped_early = bool(getattr(self.model, "stop_training", False))
+        timed_out = self.time_limit is not None and self.time_limit.triggered
+        s.stopped_early = bool(getattr(self.model, "stop_training", False)) and not timed_out
         s.callbacks = {
             role: {"monitor": cb.monitor,
                    **{a: _plain(getattr(cb, a)) for a in STATEFUL_ATTRIBUTES[role] if hasattr(cb, a)}}
             for role, cb in self.stateful.items()
         }
-        if self.ckpt_dir is not None:
-            commit_epoch(self.model, self.ckpt_dir, s)
+        best = self.stateful.get("best_checkpoint")
+        best_path = best.path if best is not None and getattr(best, "improved", False) else None
+        commit = self.ckpt_dir is not None and (s.stopped_early or self._due())
+        if commit or best_path is not None:
+            self._write(commit, best_path)
+
+    def _due(self) -> bool:
+        """The `last_every` interval has passed since the last commit."""
+        if self.every_epochs:
+            return self.state.epoch - self._committed >= self.every_epochs
+        return time.monotonic() - self._commit_clock >= self.every_seconds
+
+    def _write(self, commit: bool, best: Optional[Path]) -> None:
+        """Snapshot the model now; commit it (and/or write `best`) on the writer thread."""
+        source = ModelSnapshot.capture(self.model)
+        process = self.writer.process if self.background else None
+        if source is None:  # no snapshot possible: write the live model now
+            self.writer.flush()
+            source = self.model
+        if commit:
+            assert self.ckpt_dir is not None
+            self._committed, self._commit_clock = self.state.epoch, time.monotonic()
+            self.state.checkpoint = f".last_epoch_{self.state.epoch:04d}.keras"
+            state, ckpt_dir = copy.deepcopy(self.state), self.ckpt_dir
+            work = lambda: commit_files(source, ckpt_dir, state, best, process)  # noqa: E731
+        elif isinstance(source, ModelSnapshot):
+            work = lambda: write_snapshot(source, best, process)  # type: ignore[arg-type]  # noqa: E731
+        else:
+            work = lambda: save_model_atomic(source, best)  # type: ignore[arg-type]  # noqa: E731
+        if self.background and isinstance(source, ModelSnapshot):
+            self.writer.submit(work)
+        else:
+            work()
+        if best is not None:
+            log.info("epoch %d: %s improved to %.4f; writing %s", self.state.epoch, self.stateful["best_checkpoint"]
+                     .monitor, self.stateful["best_checkpoint"].best, best)
+
+    def after_commit(self, publish: Callable[[], None]) -> None:
+        """Run `publish` on this thread once every file write submitted so far has finished."""
+        self.writer.after(publish)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        """Commit the last epoch when `last_every` skipped it; wait for every write."""
+        if self.ckpt_dir is not None and self._committed != self.state.epoch and self.state.history:
+            self._write(True, None)
+        self.writer.close()
 
     def mark_finished(self) -> None:
         """Record that the run completed; written to `state.json` when checkpointing."""
+        self.writer.flush()
         self.state.finished = True
         if self.ckpt_dir is not None:
             write_state(self.ckpt_dir / STATE_FILE, self.state)
