@@ -35,7 +35,7 @@ demo: install  ## synthetic data -> train -> eval -> infer -> tiled, then where 
 	@echo "Runs, per-epoch metrics and images: make ui, then open http://$(HOST):$(PORT)"
 
 test: install  ## the test suite (what CI runs; two workers, one test file each at a time)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 test-fast: install  ## the suite without the slow end-to-end CLI tests
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"

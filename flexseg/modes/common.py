@@ -111,8 +111,8 @@ def build_training_optimizer(cfg: Config, steps_per_epoch: int) -> keras.optimiz
 
 
 def loss_name(cfg: Config) -> str:
-    """`train.loss`, or the default for the model's output count."""
-    return cfg.train.loss or ("bce_dice_loss" if cfg.model.num_classes == 1 else "categorical_crossentropy")
+    """`train.loss`, or the default recipe's Dice + cross-entropy (softmax or one sigmoid output alike)."""
+    return cfg.train.loss or "dice_ce_loss"
 
 
 def compile_model(model: keras.Model, cfg: Config, optimizer: keras.optimizers.Optimizer | None = None) -> keras.Model:

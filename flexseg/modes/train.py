@@ -25,6 +25,7 @@ from flexseg.training.callbacks import (
     EpochRecorder,
     EpochTiledInference,
     MlflowLogger,
+    PictureBudget,
     TrainingState,
     monitor_mode,
 )
@@ -113,6 +114,9 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
     c, t = cfg.callbacks, cfg.train
     if c.tiled_every < 1:
         raise FlexsegError(f"callbacks.tiled_every={c.tiled_every}; it must be at least 1 (1 = every epoch).")
+    if c.pictures_share is not None and not 0 < c.pictures_share <= 1:
+        raise FlexsegError(f"callbacks.pictures_share={c.pictures_share}; it must be in (0, 1], the share of "
+                           "training time the epoch pictures may take, or null to picture every epoch.")
     mode = monitor_mode(c.monitor)
     stateful: dict[str, keras.callbacks.Callback] = {}
     if c.reduce_lr and t.lr_schedule != LRSchedule.constant:
@@ -141,16 +145,17 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
     # starts with the untrained model's picture at step 0.
     log_image, log_file = (tracking.log_image, tracking.log_artifact) if c.mlflow else (None, None)
     pal, baseline = common.display_palette(cfg), state.epoch == 0
+    budget = PictureBudget(c.pictures_share)  # shared: both kinds of pictures together
     if c.epoch_change_infer and c.num_infer_images > 0 and infer_ds is not None:
         images, targets = _sample_batch(infer_ds, c.num_infer_images)
         cbs.append(EpochInference(images, targets, pal, run_dir / "epoch_change_infer", log_image, log_file,
-                                  baseline))
+                                  baseline, budget))
     if c.epoch_change_tiled and tiled_image is not None:
         tl, pixels = cfg.tiling, read_pixels(tiled_image)  # read as training reads images
         cbs.append(EpochTiledInference(
             to_uint8(pixels), convert_image(pixels, common.read_options(cfg).image), pal,
             run_dir / "epoch_change_tiled", tl.tile_size, tl.overlap, tl.batch_size, tl.blend, log_image,
-            every=c.tiled_every, log_file=log_file, baseline=baseline))
+            every=c.tiled_every, log_file=log_file, baseline=baseline, budget=budget))
     if report is not None:
         cbs.append(TrialPruning(cfg.train.objective, report))
     return cbs

@@ -115,8 +115,8 @@ def _convert_model(ini: dict[str, dict[str, Any]], out: Conversion) -> None:
         out.set("model.base_kernels", int(_first(m["base_kernels"])))
     if "dilation" in m:
         out.set("model.dilation", int(_first(m["dilation"])))
-    if "normalization" in m:
-        out.set("model.normalization", "batch" if m["normalization"] in (True, "batch") else "none")
+    # Always set: without the key the reference normalises nothing (flexseg's default is instance).
+    out.set("model.normalization", "batch" if m.get("normalization") in (True, "batch") else "none")
     if m.get("num_classes") == 1:
         out.set("model.num_classes", 1)
     if "metrics" in m:

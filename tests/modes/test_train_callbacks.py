@@ -257,3 +257,50 @@ def test_epoch_change_infer_says_when_it_falls_back_to_the_validation_split(
     with caplog.at_level("WARNING", logger="flexseg.modes.train"):
         assert epoch_infer_split(cfg, valid) is valid
     assert "no usable test split" in caplog.text and "validation" in caplog.text
+
+
+def test_epoch_pictures_keep_to_their_share_of_training_time_and_always_show_the_last_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pictures costing 3 s after 10 s epochs, at a 5 % share: epoch 1 is pictured, then only once the
+    training time has grown to 20x the 3 s spent; the last epoch is pictured at the end whatever the budget."""
+    from flexseg.training.callbacks import EpochInference, PictureBudget
+    from flexseg.training.callbacks import inference as module
+
+    clock = [0.0]
+    monkeypatch.setattr(module.time, "perf_counter", lambda: clock[0])
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, activation="softmax")(inputs))
+    steps: list[int] = []
+
+    class Slow(EpochInference):
+        def picture(self, epoch: int) -> None:
+            clock[0] += 3.0
+            steps.append(epoch + 1)
+
+    callback = Slow(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 16, 16, 2), np.float32),
+                    np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8), tmp_path, baseline=False,
+                    budget=PictureBudget(0.05))
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch in range(10):
+        clock[0] += 10.0
+        callback.on_epoch_end(epoch)
+    callback.on_train_end()
+    # epoch 1 at t=10 (spent 0); next when 3 <= 0.05 t, t >= 60: epoch 6 (t=63); then 6 <= 0.05 t: t >= 120,
+    # past the 10 epochs (t=106): the last epoch comes from on_train_end.
+    assert steps == [1, 6, 10]
+    unlimited = Slow(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 16, 16, 2), np.float32),
+                     np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8), tmp_path, baseline=False)
+    steps.clear()
+    unlimited.set_model(model)
+    unlimited.on_train_begin()
+    for epoch in range(3):
+        unlimited.on_epoch_end(epoch)
+    unlimited.on_train_end()
+    assert steps == [1, 2, 3]
+
+
+def test_pictures_share_out_of_range_is_named(tmp_path: Path) -> None:
+    cfg = compose(["callbacks.pictures_share=1.5", *TINY])
+    with pytest.raises(FlexsegError, match=r"callbacks.pictures_share=1.5"):
+        build_callbacks(cfg, tmp_path, TrainingState())

@@ -200,3 +200,12 @@ def test_readme_import_sequence_runs_verbatim(tmp_path: Path, shared_data: Path)
     trained = _shell(commands[1], work)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert len(list((work / "outputs" / "my_lung").glob("*/checkpoints/best.keras"))) == 1
+
+
+def test_ini_without_normalization_imports_the_references_none_not_flexsegs_default() -> None:
+    """The reference normalises nothing unless its INI says so; flexseg's default recipe uses instance."""
+    assert "normalization" not in (FIXTURES / "tiled_cell.config").read_text()
+    conv = convert_ini((FIXTURES / "tiled_cell.config").read_text(), FIXTURES, ["background", "cell"])
+    assert conv.values["model"]["normalization"] == "none"
+    conv = convert_ini((FIXTURES / "lung_tumor.config").read_text(), FIXTURES)
+    assert conv.values["model"]["normalization"] in ("none", "batch")

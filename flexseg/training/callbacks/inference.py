@@ -7,11 +7,17 @@ eval/infer/tiled do, write `<out_dir>/epoch_NNN.png` and log the picture to MLfl
 MLflow UI shows a step slider) and as the artifact `<key>/epoch_NNN.png`. A new training starts
 with the untrained model's picture, `epoch_000.png` at step 0: the slider opens on a picture, and
 the first epochs compare against a baseline.
+
+Pictures cost forward passes at every epoch end; a `PictureBudget` shared by both callbacks keeps
+them to a share of the training time (`callbacks.pictures_share`): an epoch's pictures are skipped
+while the time spent on pictures is above that share of the time since training began, and the
+last epoch always gets its pictures.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -35,6 +41,33 @@ def _when(epoch: int) -> str:
     return "untrained" if epoch < 0 else f"epoch {epoch + 1}"
 
 
+class PictureBudget:
+    """The share of training wall time the epoch pictures may take, shared by the picture callbacks.
+
+    Args:
+        share: At most this fraction of the time since training began goes to pictures (0 < share <= 1);
+            None: no limit, every epoch is pictured.
+    """
+
+    def __init__(self, share: Optional[float]) -> None:
+        self.share, self.spent, self.start = share, 0.0, None  # type: Optional[float], float, Optional[float]
+
+    def begin(self) -> None:
+        """Start the training clock (the first call only: both callbacks call it)."""
+        if self.start is None:
+            self.start = time.perf_counter()
+
+    def allows(self) -> bool:
+        """Whether an epoch's pictures fit: the time spent on them so far is within the share."""
+        if self.share is None or self.start is None:
+            return True
+        return self.spent <= self.share * (time.perf_counter() - self.start)
+
+    def charge(self, seconds: float) -> None:
+        """Count `seconds` of picturing."""
+        self.spent += seconds
+
+
 class _EpochPictures(keras.callbacks.Callback):
     """Writes `<out_dir>/epoch_NNN.png` and hands it to MLflow: by step under the image key `key`, and
     as the file `<key>/epoch_NNN.png`.
@@ -45,18 +78,45 @@ class _EpochPictures(keras.callbacks.Callback):
         log_file: Copies the written PNG into the run's artifacts; None copies nothing.
         baseline: Picture the untrained model at step 0 when training begins (a new run; a resumed
             run already has it).
+        budget: Skips an epoch's pictures while pictures took more than their share of the training
+            time (the last epoch is always pictured); None: every due epoch.
     """
 
     key = ""
 
     def __init__(self, out_dir: Path, log_image: Optional[ImageLogger], log_file: Optional[FileLogger],
-                 baseline: bool) -> None:
+                 baseline: bool, budget: Optional[PictureBudget] = None) -> None:
         super().__init__()
         self.out_dir, self.log_image, self.log_file, self.baseline = out_dir, log_image, log_file, baseline
+        self.budget = budget or PictureBudget(None)
+        self._last_epoch: Optional[int] = None  # 0-based epoch last seen
+        self._done: Optional[int] = None  # 0-based epoch last pictured
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if self.baseline and not (self.out_dir / "epoch_000.png").exists():
             self.picture(-1)
+        self.budget.begin()
+
+    def due(self, epoch: int) -> bool:
+        """Whether 0-based `epoch` is one to picture (before the time budget has its say)."""
+        return True
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._last_epoch = epoch
+        if self.due(epoch) and self.budget.allows():
+            self._timed_picture(epoch)
+        elif self.due(epoch):
+            log.debug("%s of epoch %d skipped: pictures are over callbacks.pictures_share", self.key, epoch + 1)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._last_epoch is not None and self._done != self._last_epoch:
+            self._timed_picture(self._last_epoch)
+
+    def _timed_picture(self, epoch: int) -> None:
+        start = time.perf_counter()
+        self._done = epoch
+        self.picture(epoch)
+        self.budget.charge(time.perf_counter() - start)
 
     def picture(self, epoch: int) -> None:
         """Predict now and publish the picture of 0-based `epoch` (-1: before training) at step epoch + 1."""
@@ -78,22 +138,19 @@ class EpochInference(_EpochPictures):
         images: (N, H, W, C) float32 in [0, 1].
         targets: (N, H, W, K|1) model targets.
         palette: (K, 3) uint8 class colours.
-        out_dir, log_image, log_file, baseline: As `_EpochPictures`.
+        out_dir, log_image, log_file, baseline, budget: As `_EpochPictures`.
     """
 
     key = "epoch_change_infer"
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, palette: np.ndarray, out_dir: Path,
                  log_image: Optional[ImageLogger] = None, log_file: Optional[FileLogger] = None,
-                 baseline: bool = True) -> None:
-        super().__init__(out_dir, log_image, log_file, baseline)
+                 baseline: bool = True, budget: Optional[PictureBudget] = None) -> None:
+        super().__init__(out_dir, log_image, log_file, baseline, budget)
         self.images, self.palette = images, palette
         self.truth_panels = [viz.colorize(t, palette) for t in labels_from_probs(targets)]
         self.image_panels = [viz.to_uint8_rgb(img) for img in images]
         self._predictor: Optional[Predictor] = None  # compiled once per model, reads its current weights
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.picture(epoch)
 
     def picture(self, epoch: int) -> None:
         if self._predictor is None or self._predictor.model is not self.model:
@@ -116,7 +173,7 @@ class EpochTiledInference(_EpochPictures):
         image: (H, W, 3) uint8 RGB, any size, for the overlay.
         inputs: (H, W, C) float32 model input of the same image, as training reads images.
         palette: (K, 3) uint8 class colours.
-        out_dir, log_image, log_file, baseline: As `_EpochPictures`.
+        out_dir, log_image, log_file, baseline, budget: As `_EpochPictures`.
         tile_size, overlap, batch_size, blend: As `flexseg.inference.sliding_window.predict_tiled`.
         every: Predict after every `every`-th epoch (and after the last one).
         max_side: Longest side of each saved/logged panel (at least 256; full-size labels are not kept).
@@ -127,15 +184,13 @@ class EpochTiledInference(_EpochPictures):
     def __init__(self, image: np.ndarray, inputs: np.ndarray, palette: np.ndarray, out_dir: Path, tile_size: int,
                  overlap: float, batch_size: int, blend: str, log_image: Optional[ImageLogger] = None,
                  every: int = 1, max_side: int = 1024, log_file: Optional[FileLogger] = None,
-                 baseline: bool = True) -> None:
-        super().__init__(out_dir, log_image, log_file, baseline)
+                 baseline: bool = True, budget: Optional[PictureBudget] = None) -> None:
+        super().__init__(out_dir, log_image, log_file, baseline, budget)
         self.image, self.x, self.palette, self.max_side = image, inputs, palette, max_side
         self.tile_size, self.overlap, self.batch_size, self.blend = tile_size, overlap, batch_size, blend
         self._predictor: Optional[Predictor] = None
         self._source: Optional[keras.Model] = None  # the model `_predictor` was built from
         self.every = max(int(every), 1)
-        self._last_epoch: Optional[int] = None  # 0-based epoch last seen
-        self._done: Optional[int] = None  # 0-based epoch last pictured
 
     def predict_labels(self) -> np.ndarray:
         """(H, W) class indices of the large image with the current weights."""
@@ -147,17 +202,10 @@ class EpochTiledInference(_EpochPictures):
         probs = predict_tiled(self.x, self._predictor, self.tile_size, self.overlap, self.batch_size, self.blend)
         return labels_from_probs(probs[None])[0]
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._last_epoch = epoch
-        if (epoch + 1) % self.every == 0:
-            self.picture(epoch)
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self._last_epoch is not None and self._done != self._last_epoch:
-            self.picture(self._last_epoch)
+    def due(self, epoch: int) -> bool:
+        return (epoch + 1) % self.every == 0
 
     def picture(self, epoch: int) -> None:
-        self._done = epoch
         labels = self.predict_labels()
         overlay = fit_for_display(viz.overlay(self.image, labels, self.palette), 256, self.max_side)
         mask = fit_for_display(viz.colorize(labels, self.palette), 256, self.max_side, nearest=True)
