@@ -14,6 +14,16 @@ from keras import ops
 from flexseg.training.loss_functions import EPSILON, cast_float32, mean_bce
 
 
+def per_replica(value: Any) -> Any:
+    """A batch-pooled scalar loss as shape (1,), so Keras scales it under a distribution strategy.
+
+    Keras divides a loss by the number of replicas (gradients are summed over them, the logged
+    loss is multiplied back) only for values with a batch axis; a scalar passes unscaled, which
+    doubled the gradients and the logged loss on 2 replicas. (1,) reduces to the same value.
+    """
+    return ops.reshape(value, (1,))
+
+
 def _foreground(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     """Drop the background channel: (B, H, W, K) -> (B, H, W, K - 1); binary (K = 1) unchanged."""
     t, p = cast_float32(y_true, y_pred)
@@ -56,10 +66,10 @@ class DiceCELoss(keras.losses.Loss):
         self.smooth = float(smooth)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        """(B, H, W, K) targets and probabilities -> scalar."""
+        """(B, H, W, K) targets and probabilities -> (1,) (`per_replica`)."""
         tp, fp, fn = _per_class_sums(*_foreground(y_true, y_pred))
         dice = (2.0 * tp + self.smooth) / (2.0 * tp + fp + fn + self.smooth)
-        return _crossentropy(y_true, y_pred) + 1.0 - ops.mean(dice)
+        return per_replica(_crossentropy(y_true, y_pred) + 1.0 - ops.mean(dice))
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for ``.keras`` saving."""
@@ -87,14 +97,14 @@ class FocalLoss(keras.losses.Loss):
         self.gamma, self.alpha = float(gamma), float(alpha)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        """(B, H, W, K) targets and probabilities -> scalar."""
+        """(B, H, W, K) targets and probabilities -> (1,) (`per_replica`)."""
         t, p = cast_float32(y_true, y_pred)
         p = ops.clip(p, EPSILON, 1.0 - EPSILON)
         if p.shape[-1] == 1:
             pos = self.alpha * t * (1.0 - p) ** self.gamma * ops.log(p)
             neg = (1.0 - self.alpha) * (1.0 - t) * p**self.gamma * ops.log(1.0 - p)
-            return -ops.mean(pos + neg)
-        return -ops.mean(ops.sum(self.alpha * t * (1.0 - p) ** self.gamma * ops.log(p), axis=-1))
+            return per_replica(-ops.mean(pos + neg))
+        return per_replica(-ops.mean(ops.sum(self.alpha * t * (1.0 - p) ** self.gamma * ops.log(p), axis=-1)))
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for ``.keras`` saving."""
@@ -124,11 +134,37 @@ class TverskyLoss(keras.losses.Loss):
         self.alpha, self.beta, self.smooth = float(alpha), float(beta), float(smooth)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        """(B, H, W, K) targets and probabilities -> scalar."""
+        """(B, H, W, K) targets and probabilities -> (1,) (`per_replica`)."""
         tp, fp, fn = _per_class_sums(*_foreground(y_true, y_pred))
         index = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
-        return 1.0 - ops.mean(index)
+        return per_replica(1.0 - ops.mean(index))
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for ``.keras`` saving."""
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="flexseg")
+class FunctionLoss(keras.losses.Loss):
+    """One of the reference's loss functions (`flexseg.training.loss_functions`, by name) as a Loss
+    whose batch-pooled value Keras scales under a strategy (`per_replica`).
+
+    Args:
+        function: Name of a function in `flexseg.training.loss_functions` (e.g. "bce_dice_loss").
+        name: Loss name; default `function`.
+    """
+
+    def __init__(self, function: str, name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(name=name or function, **kwargs)
+        from flexseg.training import loss_functions
+
+        self.function = function
+        self._fn = getattr(loss_functions, function)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        """(B, H, W, K) targets and probabilities -> (1,)."""
+        return per_replica(self._fn(y_true, y_pred))
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, for ``.keras`` saving."""
+        return {**super().get_config(), "function": self.function}

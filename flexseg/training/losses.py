@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import keras
 
 from flexseg.errors import FlexsegError
-from flexseg.training.loss_classes import DiceCELoss, FocalLoss, TverskyLoss
+from flexseg.training.loss_classes import DiceCELoss, FocalLoss, FunctionLoss, TverskyLoss
 from flexseg.training.loss_functions import (
     EPSILON,
     basnet_hybrid_loss,
@@ -38,9 +38,9 @@ __all__ = [
 ]
 
 
-def _constant(loss: Any) -> Callable[[], Any]:
-    """A factory without parameters that returns the shared ``loss`` object."""
-    return lambda: loss
+def _constant(loss: Callable[..., Any]) -> Callable[[], Any]:
+    """A factory without parameters for a reference loss function, wrapped as a `FunctionLoss`."""
+    return lambda: FunctionLoss(loss.__name__)
 
 
 # name -> factory; the factory's keyword arguments are the values `train.loss_args` may set.
@@ -77,7 +77,7 @@ def get_loss(name: str, args: Mapping[str, float] | None = None) -> Any:
         args: Keyword arguments of the loss (``train.loss_args``), e.g. ``{"alpha": 0.3}``.
 
     Returns:
-        A ``keras.losses.Loss`` instance or a function ``(y_true, y_pred) -> scalar``.
+        A ``keras.losses.Loss`` instance (the reference's functions wrapped in `FunctionLoss`).
 
     Raises:
         FlexsegError: ``name`` is unknown, or ``args`` holds a key the loss does not take or a

