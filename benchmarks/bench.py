@@ -45,10 +45,11 @@ class Script:
 SCRIPTS: tuple[Script, ...] = (
     Script("limits", "bench_limits.py", timeout=180),
     Script("train", "bench_train.py", timeout=420),
-    Script("profile", "bench_profile.py", timeout=420),
-    Script("overhead", "bench_overhead.py", timeout=480),
+    Script("profile", "bench_profile.py", ("--steps", "1"), timeout=420),
+    Script("overhead", "bench_overhead.py", ("--epochs", "3"), timeout=480),
     Script("predict", "bench_predict.py", timeout=420),
-    Script("race", "race.py", ("--budget", "45"), timeout=600),
+    # A short race on the synthetic data; `make race BUDGET=300` races both datasets (README).
+    Script("race", "race.py", ("--datasets", "synthetic", "--budget", "30"), timeout=600),
 )
 
 
@@ -157,7 +158,7 @@ def render_markdown(results: Sequence[Result], machine: str, date: str) -> str:
         else:
             out += ["```", r.detail, "```", ""]
     out += ["## How to reproduce", "",
-            "    make bench                 # all figures -> BENCHMARKS.md (~15 min on 2 cores)",
+            "    make bench                 # all figures -> BENCHMARKS.md (< 20 min on 2 cores)",
             "    .venv/bin/python benchmarks/bench.py --only limits,train   # some of them", ""]
     out += [f"    .venv/bin/python benchmarks/{s.file} {' '.join(s.args)}".rstrip() + " --json FIG.json"
             for s in SCRIPTS]
