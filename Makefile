@@ -34,11 +34,11 @@ demo: install  ## synthetic data -> train -> eval -> infer -> tiled, then where 
 	@ls -d $$(ls -d outputs/demo/*/ | tail -n 3 | head -n 1)evaluation.csv $$(ls -d outputs/demo/*/ | tail -n 3 | head -n 1)eval/* | sed 's/^/  /'
 	@echo "Runs, per-epoch metrics and images: make ui, then open http://$(HOST):$(PORT)"
 
-test: install  ## the test suite (what CI runs; two workers, one test file each at a time)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
+test: install  ## the test suite (what CI runs; three workers on 2 cores: much of a test is process start and tracing)
+	$(BIN)/python -m pytest -q -n 3 --dist worksteal --durations=25
 
 test-fast: install  ## the suite without the slow end-to-end CLI tests
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest -q -n 3 --dist worksteal -m "not slow"
 
 ui: install  ## MLflow UI on http://127.0.0.1:5000 (HOST=... PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(HOST) --port $(PORT)
@@ -70,6 +70,11 @@ bench-precision: install  ## training images/s in float32 vs train.precision=aut
 .PHONY: bench
 bench: install  ## every benchmark figure (machine limits, train GFLOP/s, epoch overhead, predict, race) -> BENCHMARKS.md (< 20 min)
 	$(BIN)/python benchmarks/bench.py
+
+ZOO_BUDGET ?= 120
+.PHONY: zoo-bench
+zoo-bench: install  ## every model=<name> at 256x256: parameters, GFLOP, train images/s, test dice after ZOO_BUDGET=120 s each (~45 min)
+	$(BIN)/python benchmarks/bench_zoo.py --budget $(ZOO_BUDGET)
 
 BUDGET ?= 300
 .PHONY: race

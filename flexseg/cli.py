@@ -23,9 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from flexseg.config.schemas import Config
+from flexseg.config.compose import check_command, missing_value_message
 from flexseg.config.help import fast_help_applies, render_help
 from flexseg.config.store import CONF_DIR, GROUPS, check_group_option, register_configs
 from flexseg.config.validation import check_override_key, validate_config
+from flexseg import stopping
 from flexseg.context import RunContext
 from flexseg.errors import ERROR_MARKER, FlexsegError
 from flexseg.sweep import job as sweep_job
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 
 MODE_MODULES = {
     "train": "train", "eval": "evaluate", "infer": "infer", "tiled": "tiled", "stats": "stats", "preview": "preview",
-    "info": "info", "sync": "sync",
+    "info": "info", "sync": "sync", "export": "export",
 }
 
 
@@ -55,13 +57,24 @@ class JobFailed(FlexsegError):
     """A job of a sweep stopped with a clear error; the sweeper records it and goes on."""
 
 
-def _fail(message: str, in_sweep: bool = False) -> None:
-    """Say what went wrong in one paragraph and stop: exit 2, or, inside a sweep, fail only this job."""
+def _fail(message: str, in_sweep: bool = False, release: bool = True) -> None:
+    """Say what went wrong in one paragraph and stop: exit 2, or, inside a sweep, fail only this job.
+
+    `release=False` before any mode ran (nothing holds tf.data iterators): no garbage collection.
+    """
     sys.stderr.write(f"flexseg: error: {message}\n")
-    _release_failed_frames()
+    if release:
+        _release_failed_frames()
     if in_sweep:
         raise JobFailed(message) from None
     sys.exit(2)
+
+
+def _stopped(stop: stopping.Interrupted) -> None:
+    """A signal stopped the run at a safe point: say what was kept and how to go on; exit 128 + its number."""
+    sys.stderr.write(f"flexseg: {stop}\n")
+    _release_failed_frames()
+    sys.exit(stop.exit_code)
 
 
 def _release_failed_frames() -> None:
@@ -122,12 +135,41 @@ def _check_overrides(argv: list[str]) -> None:
     # Another search path or primary config: only Hydra knows every option then.
     other_paths = args.config_path or any(o.key_or_group == "hydra.searchpath" for o in overrides)
     config_dirs = [Path(args.config_dir)] if args.config_dir else []
+    # Each zoo model has its own `model.` keys: check them against every model the command chooses.
+    models = [v for o in overrides if o.key_or_group == "model" and o.package is None and not o.is_delete()
+              for v in _group_values(o)] or ["flexunet"]
     for override in overrides:
         if override.type == OverrideType.CHANGE and override.package is None:
-            check_override_key(override.key_or_group)
+            check_override_key(override.key_or_group, models)
         if override.key_or_group in GROUPS and override.package is None and not override.is_delete() and not other_paths:
             for option in _group_values(override):
                 check_group_option(override.key_or_group, option, config_dirs)
+
+
+def preflight(argv: list[str]) -> None:
+    """Check a command line before Hydra runs it: override keys and group options, then the composed and
+    validated config (`flexseg.config.compose.check_command`). On a problem: one paragraph, exit 2.
+
+    Hydra creates the run dir before the mode runs; this stops a bad config before anything is written.
+    """
+    global _registered
+    try:
+        _check_overrides(argv)
+        if not _registered:
+            register_configs()
+            _registered = True
+        if not fast_help_applies(argv):
+            check_command(argv)
+    except FlexsegError as err:
+        _fail(_shorten(str(err)), release=False)
+
+
+_registered = False  # `register_configs` has run in this process
+
+
+def _shorten(message: str, longest: int = 120) -> str:
+    """Elide the middle of every word longer than `longest` characters (a 5000-character value in a message)."""
+    return " ".join(w if len(w) <= longest else f"{w[:60]}...{w[-20:]}" for w in message.split(" "))
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -153,9 +195,7 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
         _fail(str(err), job is not None)
         return None
     except MissingMandatoryValue as err:  # `???` left unset, e.g. dataset.root of an imported experiment
-        where = " (the folder holding train/, valid/ and test/)" if err.full_key == "dataset.root" else ""
-        _fail(f"{err.full_key} has no value: add {err.full_key}=VALUE{where} to the command, or set it in your YAML.",
-              job is not None)
+        _fail(missing_value_message(err.full_key), job is not None)
         return None
     except Exception as err:
         # A data error raised inside a tf.data map reaches us wrapped in a TensorFlow error.
@@ -169,7 +209,8 @@ def _hydra_main(dcfg: DictConfig) -> float | None:
         if job is not None:
             sweep_job.end()
     if results:
-        log.info("results: %s", ", ".join(f"{k}={v:.4f}" for k, v in results.items()))
+        log.info("results: %s", ", ".join(f"{k}={v:g}" if float(v).is_integer() else f"{k}={v:.4f}"
+                                          for k, v in results.items()))
     # Returned for sweepers that optimise a number (Optuna and friends).
     return results.get("objective")
 
@@ -181,11 +222,7 @@ def main() -> None:
     # `import keras` imports scikit-learn (installed for MLflow) for keras.wrappers' scikit-learn estimators,
     # which flexseg never uses: 2.7 s of every start, measured. Both treat it as optional when absent.
     sys.modules.setdefault("sklearn", None)  # type: ignore[assignment]
-    try:
-        _check_overrides(sys.argv[1:])
-    except FlexsegError as err:
-        _fail(str(err))
-    register_configs()
+    preflight(sys.argv[1:])
     if fast_help_applies(sys.argv[1:]):
         try:
             text = render_help(sys.argv[1:])
@@ -194,7 +231,10 @@ def main() -> None:
         sys.stdout.write(text + "\n")
         return
     try:
-        _hydra_main()
+        with stopping.handle_signals():  # the first SIGINT / SIGTERM stops at a safe point (flexseg.stopping)
+            _hydra_main()
+    except stopping.Interrupted as stop:
+        _stopped(stop)
     except ValueError as err:  # Hydra's own argument check, e.g. `-m` with `--cfg job`
         if "can be specified" not in str(err):
             raise

@@ -187,3 +187,4 @@ class Mode(enum.Enum):
     preview = "preview"
     info = "info"
     sync = "sync"
+    export = "export"

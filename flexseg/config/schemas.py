@@ -194,6 +194,7 @@ class TrainConfig:
     objective: str = "val_dice"
     # auto: maximize scores (dice, iou, ...), minimize losses | maximize | minimize.
     objective_direction: Direction = Direction.auto
+    export: bool = False  # at the end, what `mode=export ckpt=runs:/<this run>` writes (SavedModel, MLflow model, card)
 
 
 @dataclass
@@ -237,8 +238,8 @@ class TrackingConfig:
     # Relative sqlite paths are resolved against the directory flexseg was started from.
     uri: str = "sqlite:///mlflow.db"
     experiment: str = "${dataset.name}"
-    # None: `mlartifacts/` beside the sqlite file.
-    artifact_location: Optional[str] = None
+    artifact_location: Optional[str] = None  # None: `mlartifacts/` beside the sqlite file
+    register_as: Optional[str] = None  # mode=export / train.export: a new version of this registered model
 
 
 @dataclass
@@ -253,7 +254,7 @@ class SyncConfig:
 class Config:
     mode: Mode = Mode.train
     seed: int = 42
-    # A .keras path, `runs:/<run_id>`, or `latest` (newest finished training run of the experiment).
+    # A .keras path, `runs:/<run_id>`, `models:/NAME/VERSION` | `models:/NAME@ALIAS`, or `latest` (newest training run).
     ckpt: str = "latest"
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from flexseg.config.choices import accept_bool_choices
-from flexseg.config.schemas import Config
+from flexseg.config.models import MODEL_SCHEMAS
+from flexseg.config.schemas import Config, ModelConfig
 from flexseg.errors import FlexsegError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -35,6 +36,10 @@ def register_configs() -> None:
     accept_bool_choices()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
+    # Each zoo model's schema, which conf/model/<name>.yaml names first in its defaults list (`- base_<name>`).
+    for name, schema in MODEL_SCHEMAS.items():
+        if schema is not ModelConfig:
+            cs.store(group="model", name=f"base_{name}", node=schema)
     # `flexseg -m key=a,b` runs flexseg's grid sweeper (a parent MLflow run, failed jobs recorded while the
     # others go on). It takes the name of Hydra's default sweeper, `basic`, so that an hparams_search file
     # can still switch to `optuna` (a sweeper chosen in config.yaml would win over the search's choice).

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import fields, is_dataclass
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
+from flexseg.config.models import MODEL_SCHEMAS, check_model_config, compute_size_multiple
+from flexseg.config.ranges import check_ranges
 from flexseg.config.schemas import Config
 from flexseg.config.store import GROUPS
 from flexseg.errors import FlexsegError
@@ -43,15 +45,29 @@ def schema_keys(schema: type = Config, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_override_key(key: str) -> None:
+def model_schema_keys(model: str) -> dict[str, Any]:
+    """`schema_keys()` with the `model.` keys of model `model` (every zoo model's for an option flexseg lacks)."""
+    known = {k: v for k, v in schema_keys().items() if not k.startswith("model.")}
+    for schema in [MODEL_SCHEMAS[model]] if model in MODEL_SCHEMAS else list(MODEL_SCHEMAS.values()):
+        known.update(schema_keys(schema, "model."))
+    return known
+
+
+def check_override_key(key: str, models: Sequence[str] = ("flexunet",)) -> None:
     """Raise FlexsegError naming `key` and the closest valid key when the schema lacks it.
 
     Group selections (`dataset=lizard`), list items (`dataset.classes.0.name`) and Hydra's own
-    keys are accepted; anything else must be a field of the schema.
+    keys are accepted; anything else must be a field of the schema. A `model.` key must be a key
+    of each model of `models` (the command's `model=` options; each zoo model has its own keys).
     """
     if key.startswith("hydra") or key in GROUPS:
         return
-    known = schema_keys()
+    for model in models if key.startswith("model.") else models[:1]:
+        _check_key(key, model_schema_keys(model), model)
+
+
+def _check_key(key: str, known: dict[str, Any], model: str) -> None:
+    """`check_override_key` against the flattened schema `known` of a config whose model is `model`."""
     parts = key.split(".")
     for i in range(1, len(parts) + 1):
         head = ".".join(parts[:i])
@@ -66,12 +82,15 @@ def check_override_key(key: str) -> None:
         k for k in known if "." not in k
     ]
     candidates = difflib.get_close_matches(head, siblings, n=1, cutoff=0.6)
-    if not candidates:  # a leaf put at the wrong level, e.g. `epochs=3` for `train.epochs=3`
+    owners = [n for n, s in MODEL_SCHEMAS.items() if parent == "model" and parts[i - 1] in {f.name for f in fields(s)}]
+    if not candidates and not owners:  # a leaf put at the wrong level, e.g. `epochs=3` for `train.epochs=3`
         leaf = parts[-1]
         candidates = [k for k in known if k.rsplit(".", 1)[-1] == leaf][:1]
     hint = f" Did you mean '{candidates[0]}'?" if candidates else ""
+    if owners:
+        hint = f" It is a key of model={', '.join(owners)}: choose the model too, e.g. model={owners[0]} {key}=..."
     valid = ", ".join(s.rsplit(".", 1)[-1] for s in siblings)
-    where = f"'{parent}'" if parent else "the top level"
+    where = f"'{parent}' (model={model})" if parent == "model" else f"'{parent}'" if parent else "the top level"
     raise FlexsegError(
         f"Unknown config key '{key}': '{parts[i - 1]}' is not a key of {where}.{hint} "
         f"Valid keys there: {valid}."
@@ -126,18 +145,19 @@ def validate_config(cfg: Config) -> Config:
         )
     if m.num_layers < 2:
         raise FlexsegError(f"model.num_layers={m.num_layers}; a UNet needs at least 2 levels.")
-    step = 2 ** (m.num_layers - 1)
+    check_model_config(m)
+    step, why = compute_size_multiple(m)  # 2**(num_layers-1) for the UNets; each zoo model says its own
     for key, size in (("image_height", m.image_height), ("image_width", m.image_width)):
         if size <= 0 or size % step:
             raise FlexsegError(
-                f"model.{key}={size} is not divisible by 2**(num_layers-1)={step} (num_layers={m.num_layers}); "
-                f"use a multiple of {step}, e.g. {max(step, round(size / step) * step)}, or fewer layers."
+                f"model.{key}={size} is not divisible by {why}={step} (model={m.name}, num_layers={m.num_layers}); "
+                f"use a multiple of {step}, e.g. {max(step, (size + step // 2) // step * step)}, or a smaller model."
             )
     t = cfg.tiling
     if t.tile_size <= 0 or t.tile_size % step:
         raise FlexsegError(
-            f"tiling.tile_size={t.tile_size} is not divisible by 2**(num_layers-1)={step}; use a positive multiple "
-            f"of {step} (it may differ from the training size)."
+            f"tiling.tile_size={t.tile_size} is not divisible by {why}={step} (model={m.name}); use a positive "
+            f"multiple of {step} (it may differ from the training size)."
         )
     if not (0 <= t.overlap < t.tile_size and (t.overlap < 1 or t.overlap == int(t.overlap))):
         raise FlexsegError(
@@ -157,6 +177,7 @@ def validate_config(cfg: Config) -> Config:
                            "or null for no limit.")
     parse_every(cfg.callbacks.last_every)
     _check_folds(cfg.dataset.folds, cfg.dataset.fold)
+    check_ranges(cfg)
     return cfg
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,14 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+BROKEN_LINK = "a symbolic link that leads nowhere (or into a loop of links); fix or remove it."
+
+
+def is_broken_link(path: Path) -> bool:
+    """A symbolic link whose target is missing, or a loop of links."""
+    return path.is_symlink() and not path.exists()
 
 
 def _tail(path: Path, count: int) -> bytes:
@@ -64,6 +74,8 @@ def inspect_file(path: Path, max_pixels: int) -> tuple[tuple[int, int] | None, P
     from PIL import Image, UnidentifiedImageError
 
     p = str(path)
+    if is_broken_link(path):
+        return None, Problem(p, "broken-link", BROKEN_LINK)
     try:
         if path.stat().st_size == 0:
             return None, Problem(p, "empty-file", "empty file (0 bytes); re-export it or remove it.")
@@ -72,6 +84,9 @@ def inspect_file(path: Path, max_pixels: int) -> tuple[tuple[int, int] | None, P
                 if "mask" not in npz.files:
                     return None, Problem(p, "undecodable", f"no array 'mask' in this .npz (has: {', '.join(npz.files)}).")
                 shape = npz["mask"].shape
+            if len(shape) not in (2, 3):
+                return None, Problem(p, "undecodable", f"its 'mask' array has shape {shape}; a mask is (H, W) class "
+                                     "indices or (H, W, C) colours.")
             return (int(shape[0]), int(shape[1])), None
         limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies, below
         try:
@@ -82,7 +97,7 @@ def inspect_file(path: Path, max_pixels: int) -> tuple[tuple[int, int] | None, P
                     fmt = im.format
         finally:
             Image.MAX_IMAGE_PIXELS = limit
-    except (UnidentifiedImageError, ValueError, OSError, EOFError) as err:
+    except (UnidentifiedImageError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         return None, Problem(p, "undecodable", f"not a readable image ({type(err).__name__}); replace or remove it.")
     if width * height > max_pixels:
         return (height, width), Problem(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flexseg.config.choices import BadFilePolicy
 from flexseg.config.schemas import DatasetConfig
-from flexseg.data.checks import Problem, inspect_file
+from flexseg.data.checks import BROKEN_LINK, Problem, inspect_file, is_broken_link
 from flexseg.errors import FlexsegError
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ def _list_files(dirs: list[tuple[Path, tuple[str, ...]]], exts: tuple[str, ...],
     twice: set[Key] = set()
     for folder, wild in dirs:
         for path in sorted(folder.iterdir()):
+            if is_broken_link(path):
+                scan.problems.append(Problem(str(path), "broken-link", BROKEN_LINK))
+                continue
             if not path.is_file():
                 continue
             if path.suffix.lower() not in exts:
@@ -179,7 +182,8 @@ def list_image_files(folder: Path, key: str, allow_empty: bool = False) -> list[
     """
     if not folder.is_dir():
         raise FlexsegError(f"{key}: folder '{folder}' does not exist; set {key} to a folder of images.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in folder.iterdir()  # broken links too: `check_inputs` reports them by name
+                   if (p.is_file() or is_broken_link(p)) and p.suffix.lower() in IMAGE_EXTS)
     seen: dict[str, Path] = {}
     for path in files:
         if path.stem in seen:

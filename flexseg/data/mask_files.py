@@ -8,13 +8,15 @@ by training, eval, stats and tiled scoring, so every mode decodes a mask the sam
 from __future__ import annotations
 
 import dataclasses
+import zipfile
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from flexseg.config.choices import MaskFormat
-from flexseg.data.masks import check_palette_indices, foreign_colors, foreign_indices, match_colors
+from flexseg.data.masks import check_palette_indices, foreign_colors, foreign_indices, match_colors, valid_indices
 from flexseg.data.readers import MaskOptions, decode_file, to_uint8
 from flexseg.errors import FlexsegError
 
@@ -27,8 +29,11 @@ def _open_mask(path: Path | str, opts: MaskOptions) -> tuple[np.ndarray, MaskOpt
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arr = npz["mask"]
-        except (KeyError, ValueError, OSError) as err:
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise FlexsegError(f"Cannot read mask '{path}': an .npz mask needs an array under key 'mask' ({err}).") from err
+        if arr.ndim not in (2, 3):
+            raise FlexsegError(f"Cannot read mask '{path}': its 'mask' array has shape {arr.shape}; a mask is (H, W) "
+                               "class indices or (H, W, C) colours.")
         return arr, opts, arr.ndim == 2
     if path.suffix.lower() == ".png":
         from PIL import Image
@@ -67,8 +72,8 @@ def decode_mask_array(arr: np.ndarray, opts: MaskOptions, is_index: bool = False
     fmt = _format(opts, is_index)
     if fmt == MaskFormat.index:
         values = arr if arr.ndim == 2 else arr[..., 0]
-        unmatched = int(np.count_nonzero(values >= opts.num_classes))
-        return np.where(values < opts.num_classes, values, 0).astype(np.uint8), unmatched
+        valid = valid_indices(values, opts.num_classes)  # negative, too large, fractional: no class
+        return np.where(valid, values, 0).astype(np.uint8), int(values.size - np.count_nonzero(valid))
     if arr.dtype == np.uint16:
         arr = to_uint8(arr)
     if fmt == MaskFormat.gray and opts.binarize:

@@ -124,9 +124,19 @@ def foreign_colors(mask_rgb: np.ndarray, palette: np.ndarray, tolerance: float) 
 
 
 def foreign_indices(values: np.ndarray, num_classes: int) -> list[tuple[tuple[int, ...], int]]:
-    """Index-mask values >= `num_classes` with their pixel counts, most frequent first: [((index,), n), ...]."""
-    found, counts = np.unique(values[values >= num_classes], return_counts=True)
-    return [((int(found[i]),), int(counts[i])) for i in np.argsort(-counts, kind="stable")]
+    """Index-mask values that are no class index (negative, >= `num_classes`, fractional, NaN) with their
+    pixel counts, most frequent first: [((index,), n), ...]."""
+    found, counts = np.unique(values[~valid_indices(values, num_classes)], return_counts=True)
+    number = lambda v: int(v) if float(v).is_integer() else float(v)  # noqa: E731
+    return [((number(found[i]),), int(counts[i])) for i in np.argsort(-counts, kind="stable")]
+
+
+def valid_indices(values: np.ndarray, num_classes: int) -> np.ndarray:
+    """Where index-mask values are class indices: whole numbers in [0, num_classes) (NaN is not)."""
+    valid = (values >= 0) & (values < num_classes)
+    if values.dtype.kind == "f":
+        valid &= values == np.floor(values)
+    return valid
 
 
 def format_foreign(foreign: Sequence[tuple[tuple[int, ...], int]], top: int = 5) -> str:

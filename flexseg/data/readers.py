@@ -161,7 +161,15 @@ def read_pixels(path: Path | str) -> np.ndarray:
     Raises:
         FlexsegError: naming the file when it cannot be decoded.
     """
-    img = decode_file(Path(path))
+    return pixels_from_decoded(decode_file(Path(path)))
+
+
+def pixels_from_decoded(img: np.ndarray) -> np.ndarray:
+    """What `cv2.imdecode` gives ((H, W[, S]) samples, colour in BGR(A) order) -> (H, W, 3) RGB pixels.
+
+    The one conversion of decoded files and of encoded images handed over in memory (`mode=export`'s
+    MLflow model); see ``rgb_pixels``.
+    """
     if img.ndim == 3 and img.shape[2] >= 3:
         img = img[..., 2::-1]  # OpenCV's BGR(A) -> RGB
     return rgb_pixels(img)
@@ -203,9 +211,19 @@ def read_image(path: Path | str, opts: ImageOptions, size: tuple[int, int] | Non
         (H, W, opts.channels) float32 in [0, 1].
     """
     out = convert_image(read_pixels(path), opts)
-    if size is not None and out.shape[:2] != tuple(size):
-        shrink = size[0] * size[1] < out.shape[0] * out.shape[1]
-        area = opts.interpolation == Interpolation.area or (opts.interpolation == Interpolation.auto and shrink)
-        out = cv2.resize(out, (size[1], size[0]), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
-        out = out.reshape(size[0], size[1], -1)
+    if size is not None:
+        out = resize_image(out, size, opts.interpolation)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int], interpolation: Interpolation) -> np.ndarray:
+    """(H, W, C) model input -> (size[0], size[1], C); `image` itself when it has that size.
+
+    `interpolation` auto: area when shrinking, bilinear when enlarging (`dataset.image_interpolation`).
+    """
+    if image.shape[:2] == tuple(size):
+        return image
+    shrink = size[0] * size[1] < image.shape[0] * image.shape[1]
+    area = interpolation == Interpolation.area or (interpolation == Interpolation.auto and shrink)
+    out = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+    return out.reshape(size[0], size[1], -1)

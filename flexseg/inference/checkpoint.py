@@ -14,8 +14,10 @@ from pathlib import Path
 import keras
 
 from flexseg.errors import FlexsegError
+from flexseg.models import layers as _custom_layers  # noqa: F401  registers the zoo's layers for safe_mode loading
 
-ACCEPTS = "ckpt takes a .keras file written by flexseg (checkpoints/best.keras of a training run), runs:/<run_id> or latest"
+ACCEPTS = ("ckpt takes a .keras file written by flexseg (checkpoints/best.keras of a training run), "
+           "models:/NAME/VERSION (a registered mode=export), runs:/<run_id> or latest")
 # Leading bytes of file types people pass by mistake -> what to call them.
 MAGIC = (
     (b"\x89PNG", "a PNG image"),

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import tifffile
 
-from flexseg.errors import FlexsegError
+from flexseg import storage
 from flexseg.inference.image_io import TIFF_SUFFIXES
 from flexseg.reporting import viz
 
@@ -102,7 +102,7 @@ class TiffSink:
 
     def _check(self) -> None:
         if self._error is not None:
-            raise FlexsegError(f"Cannot write '{self.path}': {self._error}. Check the disk space and folder.")
+            raise storage.write_error(self.path, self._error)
 
     def write_rows(self, rows: np.ndarray) -> None:
         """Append (rows, W, samples) uint8 below the rows written so far."""

@@ -13,7 +13,12 @@ from __future__ import annotations
 import keras
 
 from flexseg.config.schemas import ModelConfig
-from flexseg.models.blocks import ConvSettings, apply_conv_block, apply_up_block
+from flexseg.models.blocks import (
+    apply_segmentation_head,
+    apply_unet_decoder,
+    apply_unet_stem,
+    conv_settings,
+)
 
 
 def compute_level_kernel(base_kernels: int, level: int) -> int:
@@ -42,10 +47,7 @@ def build_flexunet(cfg: ModelConfig) -> keras.Model:
         ValueError: on an unknown activation, normalization or kernel initializer, or a missing
             num_classes.
     """
-    settings = ConvSettings(cfg.normalization, cfg.bn_momentum, cfg.activation, cfg.kernel_initializer)
-    settings.check()
-    if not isinstance(cfg.num_classes, int) or cfg.num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {cfg.num_classes!r}.")
+    settings = conv_settings(cfg)
     levels = [
         dict(
             filters=cfg.base_filters * 2**i,
@@ -56,23 +58,7 @@ def build_flexunet(cfg: ModelConfig) -> keras.Model:
         )
         for i in range(cfg.num_layers)
     ]
-    inputs = keras.Input((cfg.image_height, cfg.image_width, cfg.image_channels), name="image")
-    x = inputs
-    if cfg.input_normalize:
-        # epsilon 1e-6 (std floor ~1e-3, as tf.image.per_image_standardization at 512x512x3): the
-        # default 1e-3 would leave a low-contrast channel (std 0.05 in [0, 1]) at std ~0.85, not 1.
-        x = keras.layers.LayerNormalization(
-            axis=(1, 2), epsilon=1e-6, center=False, scale=False, name="input_norm"
-        )(x)
-    skips = []
-    for i, level in enumerate(levels):
-        x = apply_conv_block(x, **level, name=f"enc{i}")
-        if i < cfg.num_layers - 1:
-            skips.append(x)
-            x = keras.layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
-    for i in range(cfg.num_layers - 2, -1, -1):
-        x = apply_up_block(x, skips[i], **levels[i], name=f"dec{i}")
-    x = keras.layers.Conv2D(cfg.num_classes, 1, kernel_initializer=cfg.kernel_initializer, name="head_conv")(x)
-    out_activation = "sigmoid" if cfg.num_classes == 1 else "softmax"
-    outputs = keras.layers.Activation(out_activation, dtype="float32", name="head_act")(x)
+    inputs, x, skips = apply_unet_stem(cfg, levels)
+    x = apply_unet_decoder(x, skips, levels)
+    outputs = apply_segmentation_head(x, cfg.num_classes, cfg.kernel_initializer)
     return keras.Model(inputs, outputs, name="flexunet")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -19,9 +20,11 @@ from flexseg.data.pipeline import ReadOptions
 from flexseg.data.readers import options_from_config
 from flexseg.data.synthetic import build_synthetic_dataset
 from flexseg.errors import FlexsegError
+from flexseg.export.bundle import export_model
 from flexseg.inference.checkpoint import load_model_file
 from flexseg.inference.ensemble import build_ensemble
 from flexseg.inference.predict import with_policy
+from flexseg.tracking.export import fetch_registered_checkpoint
 from flexseg.training.devices import resolve_precision
 from flexseg.training.losses import get_loss
 from flexseg.training.metrics import build_metrics
@@ -171,6 +174,9 @@ def resolve_checkpoint(ckpt: str, experiment_id: str, experiment: str) -> tuple[
             )
     elif ckpt.startswith("runs:/"):
         run_id = ckpt[len("runs:/") :].strip("/").split("/")[0]
+    elif ckpt.startswith("models:/"):  # a registered export: its Keras file, and the run it was logged into
+        path, run_id = fetch_registered_checkpoint(ckpt)
+        return {ckpt: path}, run_id
     if run_id is None:
         return {ckpt: Path(ckpt)}, None  # load_model_file names what it is when it is not a model
     try:
@@ -237,3 +243,18 @@ def load_for_config(cfg: Config) -> tuple[keras.Model, Path, str | None, str]:
         )
     log.info("model: %s%s, precision %s", path, f" (MLflow run {run_id})" if run_id else "", precision)
     return model, path, run_id, exp_id
+
+
+def export_checkpoint(cfg: Config, ctx: RunContext, ckpt: str | None = None) -> dict[str, float]:
+    """`mode=export` of `ckpt` (default `cfg.ckpt`); `train.export=true` runs it on the run it trained.
+
+    Files go beside the checkpoint (`flexseg.export.bundle`), the MLflow model into the checkpoint's
+    training run (a checkpoint without one: into this call's run); a child run tagged mode=export
+    records the call.
+    """
+    cfg = dataclasses.replace(cfg, ckpt=ckpt) if ckpt is not None else cfg
+    model, path, run_id, exp_id = load_for_config(cfg)
+    with evaluation_run(cfg, "export", ctx, exp_id, run_id) as own_run_id:
+        result = export_model(cfg, model, path, run_id or own_run_id, run_id, ctx.run_dir)
+        tracking.set_tags({"model_uri": result.model_uri, "export_dir": str(result.folder)})
+    return {"registered_version": float(result.version)} if result.version else {}

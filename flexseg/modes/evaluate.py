@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from flexseg import tracking
+from flexseg import stopping, tracking
 from flexseg.config.schemas import Config
 from flexseg.context import RunContext
 from flexseg.data.discovery import build_split
@@ -32,6 +32,7 @@ from flexseg.modes import common
 from flexseg.reporting import plots, viz
 from flexseg.reporting.tables import WorstImages, write_confusion_csv, write_table
 from flexseg.sweep.objective import pick
+from flexseg.training.callbacks.timing import SignalStop
 from flexseg.scoring import compute_confusion, compute_scores, image_scores, labels_from_probs, nanmean_foreground
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def _score_split(ds: tf.data.Dataset, predictor: Predictor, masks: dict[str, str
         parts = zip(images, x.numpy(), labels_from_probs(y.numpy()), labels_from_probs(probs), truths, preds_full)
         for path, *arrays in parts:
             scoring.add(Path(path).stem, *arrays)
+        stopping.check("eval wrote nothing (its report is written at the end); run the command again.")
 
 
 def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
@@ -113,11 +115,12 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     read = common.read_options(cfg)
     ds = build_dataset(split, common.palette(cfg), (h, w), c, cfg.model.num_classes, cfg.train.batch_size,
                        options=read, with_paths=True)  # names travel with the pairs (on_bad_file=skip)
-    reference = model.evaluate(ds.map(lambda x, y, path: (x, y)), return_dict=True, verbose=0)
-
     names = common.class_names(cfg)
     scoring = _Scoring(names, common.display_palette(cfg))
-    _score_split(ds, predictor, dict(zip(split.images, split.masks)), read.mask, scoring)
+    with stopping.graceful("eval wrote nothing (its report is written at the end); run the command again."):
+        reference = model.evaluate(ds.map(lambda x, y, path: (x, y)), return_dict=True, verbose=0,
+                                   callbacks=[SignalStop(evaluating=True)])
+        _score_split(ds, predictor, dict(zip(split.images, split.masks)), read.mask, scoring)
     confusion, worst = scoring.model_size, scoring.worst
     if len(scoring.per_image) != len(split):
         log.warning("%d of %d test pairs scored; the others were skipped (dataset.on_bad_file=skip)",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from flexseg import tracking
+from flexseg import stopping, tracking
 from flexseg.config.schemas import Config
 from flexseg.context import RunContext
 from flexseg.data.discovery import build_split, check_inputs, list_image_files
@@ -48,15 +48,17 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     ds = build_image_dataset([str(f) for f in files], (h, w), c, cfg.infer.batch_size,
                              options=common.read_options(cfg).image)
     done = 0
-    with tqdm(total=len(files), desc="infer", unit="img") as bar:
+    with tqdm(total=len(files), desc="infer", unit="img") as bar, stopping.graceful():
         for batch in ds:
             paths = files[done : done + len(batch)]
             images = [read_rgb(path) for path in paths]
             _, labels = predict_full_size(predictor, batch.numpy(), [image.shape[:2] for image in images])
             for path, image, lab in zip(paths, images, labels):
                 write_outputs(out_dir, path.stem, image, lab, pal)
-            done += len(paths)
-            bar.update(len(paths))
+                done += 1
+                bar.update(1)
+                stopping.check(f"infer wrote {done} of {len(files)} images to {out_dir} (each file complete); "
+                               "run the command again for all of them.")
     with common.evaluation_run(cfg, "infer", ctx, exp_id, run_id):
         for path in files[:common.MAX_LOGGED]:
             tracking.log_artifact(out_dir / "overlays" / f"{path.stem}.png", "infer/overlays")

@@ -1,4 +1,5 @@
-"""`flexseg mode=stats`: decode every pair once; sizes, class frequencies, every problem; exit non-zero on errors.
+"""`flexseg mode=stats`: decode every pair once; sizes, class frequencies, every problem; exit non-zero on errors
+(with `dataset.on_bad_file=skip`: a warning naming each bad file instead, as the other modes leave them out).
 
 Run it before training on a new dataset: it is the full check (mask colours included) that the
 quick pre-training scan leaves out.
@@ -13,7 +14,8 @@ from tqdm import tqdm
 
 from flexseg import tracking
 from flexseg.config.schemas import Config
-from flexseg.data.discovery import scan_split
+from flexseg.config.choices import BadFilePolicy
+from flexseg.data.discovery import FATAL, scan_split
 from flexseg.data.readers import options_from_config
 from flexseg.data.stats import SplitStats, compute_split_stats, plot_class_stats, stats_rows
 from flexseg.context import RunContext
@@ -70,8 +72,11 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
             log.info("%s: ignored %d non-image file(s) (%s)", s.split, len(s.ignored),
                      ", ".join(sorted({Path(p).name for p in s.ignored})[:10]))
     log.info("stats written to %s", out)
-    if problems:
+    skip = cfg.dataset.on_bad_file == BadFilePolicy.skip and not any(p["kind"] in FATAL for p in problems)
+    for p in problems if skip else []:  # the files training, infer and tiled leave out with this policy
+        log.warning("skipping (dataset.on_bad_file=skip): [%s] %s: %s", p["kind"], p["path"], p["message"])
+    if problems and not skip:
         listing = "\n".join(f"  - [{p['kind']}] {p['path']}: {p['message']}" for p in problems)
         raise FlexsegError(f"{len(problems)} problem(s) found in dataset '{cfg.dataset.name}' (also in {problems_csv}):\n"
-                           f"{listing}")
+                           f"{listing}\nFix or remove these files, or set dataset.on_bad_file=skip to leave them out.")
     return results

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from flexseg import tracking
+from flexseg import stopping, tracking
 from flexseg.config.schemas import Config
 from flexseg.context import RunContext
 from flexseg.data.discovery import check_inputs, list_image_files
@@ -58,21 +58,24 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     rows: list[dict[str, float | str]] = []
     confusion = np.zeros((len(names), len(names)), np.int64)
     logged: list[Path] = []
-    for path in files:
-        started = time.perf_counter()
-        with tqdm(desc=f"tiled {path.name}", unit="tile") as bar:
-            result = segment_file(path, predictor, options, read.image, pal, out_dir, masks.get(path.stem),
-                                  progress=bar.update, on_start=bar.reset, mask_options=read.mask,
-                                  max_unmatched=read.max_unmatched)
-        seconds = time.perf_counter() - started
-        height, width = result.shape
-        log.info("%s: %dx%d, %d tiles%s in %.1f s (%.2f MP/s) -> %s", path.name, width, height, result.tiles,
-                 " x4 flips" if t.tta else "", seconds, height * width / seconds / 1e6, result.outputs["masks"])
-        if result.confusion is not None:
-            confusion += result.confusion
-            rows.append({"image": path.stem, **image_scores(result.confusion, names)})
-        if result.outputs["overlays"].suffix == ".png" and len(logged) < common.MAX_LOGGED:
-            logged.append(result.outputs["overlays"])
+    with stopping.graceful():  # a signal: the image in progress is finished and written, then the mode stops
+        for done, path in enumerate(files, 1):
+            started = time.perf_counter()
+            with tqdm(desc=f"tiled {path.name}", unit="tile") as bar:
+                result = segment_file(path, predictor, options, read.image, pal, out_dir, masks.get(path.stem),
+                                      progress=bar.update, on_start=bar.reset, mask_options=read.mask,
+                                      max_unmatched=read.max_unmatched)
+            seconds = time.perf_counter() - started
+            height, width = result.shape
+            log.info("%s: %dx%d, %d tiles%s in %.1f s (%.2f MP/s) -> %s", path.name, width, height, result.tiles,
+                     " x4 flips" if t.tta else "", seconds, height * width / seconds / 1e6, result.outputs["masks"])
+            if result.confusion is not None:
+                confusion += result.confusion
+                rows.append({"image": path.stem, **image_scores(result.confusion, names)})
+            if result.outputs["overlays"].suffix == ".png" and len(logged) < common.MAX_LOGGED:
+                logged.append(result.outputs["overlays"])
+            stopping.check(f"tiled wrote the outputs of {done} of {len(files)} images to {out_dir} (each file "
+                           "complete); run the command again for all of them.")
     results: dict[str, float] = {"images": float(len(files))}
     if rows:
         total = {"image": "all", **image_scores(confusion, names)}

@@ -16,7 +16,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from flexseg import tracking
+from flexseg import stopping, tracking
 from flexseg.training.callbacks import (
     BestCheckpoint,
     CsvLogger,
@@ -29,7 +29,7 @@ from flexseg.training.callbacks import (
     TrainingState,
     monitor_mode,
 )
-from flexseg.training.callbacks.timing import EpochTimer, TimeLimit
+from flexseg.training.callbacks.timing import EpochTimer, SignalStop, TimeLimit
 from flexseg.training.callbacks.pruning import TrialPruning
 from flexseg.sweep.objective import best_epoch, resolve_direction
 from flexseg.sweep.trial import TrialReporter
@@ -42,7 +42,7 @@ from flexseg.data.pipeline import build_dataset
 from flexseg.data.readers import convert_image, read_pixels, to_uint8
 from flexseg.context import RunContext
 from flexseg.errors import FlexsegError
-from flexseg.training import records
+from flexseg.training import records, resume
 from flexseg.training.metrics import metric_log_names
 from flexseg.models.registry import build_model
 from flexseg.training.devices import describe_devices
@@ -134,7 +134,7 @@ def build_callbacks(cfg: Config, run_dir: Path, state: TrainingState, infer_ds=N
     ckpt_dir = run_dir / "checkpoints" if c.last_checkpoint else None
     limit = TimeLimit(t.time_limit) if t.time_limit is not None else None
     recorder = EpochRecorder(state, stateful, ckpt_dir, log_lr=c.log_lr, time_limit=limit, last_every=c.last_every)
-    cbs: list[keras.callbacks.Callback] = [EpochTimer(), *([limit] if limit else []), *stateful.values(), recorder]
+    cbs = [EpochTimer(), SignalStop(), *([limit] if limit else []), *stateful.values(), recorder]
     if c.csv_logs:
         cbs.append(CsvLogger(run_dir, recorder))
     if c.plots:
@@ -279,16 +279,17 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
                 records.record_resume(cfg, ctx, state, tags["git_commit"])
             report = _trial_reporter(ctx) if dist.cluster is None else None  # the chief alone cannot stop workers
             callbacks = build_callbacks(cfg, run_dir, state, infer_ds, tiled_image_path(cfg), report)
-            model.fit(
-                train_ds, validation_data=valid_ds, epochs=state.epoch if state.stopped_early else t.epochs,
-                initial_epoch=state.epoch, steps_per_epoch=steps_per_epoch if (t.steps_per_epoch or whole) else None,
-                validation_steps=validation_steps,
-                callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
-            )
+            with stopping.graceful(*resume.stop_notice(run_dir, ctx.overrides)):  # a signal: KILLED, exit 128+N
+                model.fit(
+                    train_ds, validation_data=valid_ds, epochs=state.epoch if state.stopped_early else t.epochs,
+                    initial_epoch=state.epoch, steps_per_epoch=steps_per_epoch if (t.steps_per_epoch or whole) else None,
+                    validation_steps=validation_steps, callbacks=callbacks, verbose=2, shuffle=False,  # tf.data shuffles
+                )
             if dist.is_chief:
                 records.log_final_model(model, run_dir)
         _recorder(callbacks).mark_finished()
-    return _summary(cfg, state, run_dir)
+    results = _summary(cfg, state, run_dir)  # train.export: `mode=export ckpt=runs:/<this run>`, the run finished
+    return {**results, **(common.export_checkpoint(cfg, ctx, f"runs:/{state.run_id}") if t.export and dist.is_chief else {})}
 
 
 def _trial_reporter(ctx: RunContext):  # type: ignore[no-untyped-def]

@@ -8,7 +8,6 @@ backend) and written via temp file + rename.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +15,8 @@ import cv2
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from flexseg import storage
 
 
 def fit_for_display(image: np.ndarray, min_side: int = 160, max_side: int = 1024, nearest: bool = False) -> np.ndarray:
@@ -36,10 +37,8 @@ def fit_for_display(image: np.ndarray, min_side: int = 160, max_side: int = 1024
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    with storage.atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return path
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import heapq
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from flexseg import storage
 from flexseg.reporting import viz
 from flexseg.reporting.plots import fit_for_display
 
@@ -25,14 +25,11 @@ def _fmt(value: object) -> str:
 
 def write_table(path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> Path:
     """A CSV (header row unless None) via temp file + rename; floats with 6 significant digits, NaN as `nan`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
+    with storage.atomic_write(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         if header is not None:
             writer.writerow(header)
         writer.writerows([_fmt(v) for v in row] for row in rows)
-    os.replace(tmp, path)
     return path
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from flexseg import storage
 from flexseg.data.readers import rgb_pixels, to_uint8
 from flexseg.errors import FlexsegError
 
@@ -72,10 +72,15 @@ def build_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], pad:
 
 
 def write_rgb(path: Path, image: np.ndarray) -> Path:
-    """Write an RGB uint8 image (PNG/JPEG by suffix) via a temp file + rename, so no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise FlexsegError(f"Cannot write '{path}'; check the folder is writable and the suffix is an image type.")
-    os.replace(tmp, path)
-    return path
+    """Write an RGB uint8 image (PNG/JPEG by suffix) via a temp file + rename, so no half-written file.
+
+    Encoded in memory first, so a full disk is an `OSError` of the write (`flexseg.storage.write_error`:
+    the path and the free space), not an encoder's silent failure.
+    """
+    try:
+        ok, data = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise FlexsegError(f"Cannot write '{path}': '{path.suffix}' is not an image type OpenCV can encode.")
+    return storage.write_bytes(path, data.tobytes())

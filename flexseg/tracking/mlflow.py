@@ -17,6 +17,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from flexseg.errors import FlexsegError
+from flexseg.stopping import Interrupted
 from flexseg.tracking import offline, server
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ def start_run(
     parent_run_id: str | None = None,
     spool_dir: Path | None = None,
 ) -> Iterator[str]:
-    """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception.
+    """Start (or reopen, with `run_id`) a run; yields its id and ends it, FAILED on an exception, KILLED
+    (tagged `flexseg.stopped_by`, `flexseg.resume`) when a signal stopped it (`flexseg.stopping.Interrupted`).
 
     With `parent_run_id` the new run is a child of that run (tag `mlflow.parentRunId`, shown nested in
     the MLflow UI); the parent is neither reopened nor ended, so its status never changes. Inside a
@@ -137,6 +139,11 @@ def start_run(
         offline.register(run.info.run_id, spool_dir, mlflow.get_tracking_uri())
     try:
         yield run.info.run_id
+    except Interrupted as stop:  # a signal ended the run at a safe point: KILLED, tagged with how to continue
+        tags = stop.tags
+        offline.write(run.info.run_id, lambda: mlflow.set_tags(tags), lambda _: {"op": "tags", "tags": tags})
+        offline.end_run(run.info.run_id, "KILLED")
+        raise
     except BaseException:
         offline.end_run(run.info.run_id, "FAILED")
         raise

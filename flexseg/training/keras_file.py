@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -51,11 +52,15 @@ def write_keras_file(path: Path, config_json: str, metadata_json: str, entries: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    with zipfile.ZipFile(tmp, "w") as archive:
-        archive.writestr("metadata.json", metadata_json)
-        archive.writestr("config.json", config_json)
-        archive.writestr("model.weights.h5", weights_h5_bytes(entries))
-    os.replace(tmp, path)
+    try:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            archive.writestr("metadata.json", metadata_json)
+            archive.writestr("config.json", config_json)
+            archive.writestr("model.weights.h5", weights_h5_bytes(entries))
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: give its space back; the file at `path` stays as it was
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -103,7 +108,14 @@ class CheckpointProcess:
 
 
 def serve() -> None:
-    """The child: read pickled jobs from stdin until it closes, write each, answer `ok` or `error: ...`."""
+    """The child: read pickled jobs from stdin until it closes, write each, answer `ok` or `error: ...`.
+
+    Ctrl-C in a terminal (and SLURM's SIGTERM) reaches the whole process group: the child ignores
+    both, so the parent's graceful stop can still commit its checkpoint here; it exits when the
+    parent closes the pipe or dies.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         try:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,21 @@ def find_resume_point(
         log.info("train.resume=auto: the newest run (%s) finished; starting a new run", run_dir)
         return None
     return ResumePoint(run_dir, state)
+
+
+def resume_command(overrides: list[str]) -> str:
+    """The command that continues a training started with `overrides`: the same ones, `train.resume=auto`.
+
+    `auto` finds the newest unfinished run of the experiment with the same config (`RESUME_FREE`
+    keys aside), i.e. this one, and starts anew when there is none.
+    """
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "train.resume"]
+    return " ".join(["flexseg", *(shlex.quote(o) for o in kept), "train.resume=auto"])
+
+
+def stop_notice(run_dir: Path, overrides: list[str]) -> tuple[str, str]:
+    """What a training a signal stopped kept, and the command that continues it (`flexseg.stopping.graceful`)."""
+    return f"training ended after its current step; that epoch is committed in {run_dir}.", resume_command(overrides)
 
 
 def _comparable(config_yaml: str) -> dict[str, Any]:

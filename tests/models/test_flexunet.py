@@ -160,7 +160,7 @@ def test_unknown_activation_lists_valid_names() -> None:
 def test_registry_builds_and_rejects_unknown_name() -> None:
     assert MODEL_BUILDERS["flexunet"] is build_flexunet
     assert build_model(tiny_config()).name == "flexunet"
-    with pytest.raises(FlexsegError, match=r"model.name='segformer' is unknown; available: flexunet\."):
+    with pytest.raises(FlexsegError, match=r"model.name='segformer' is unknown; available: flexunet, attention_unet, "):
         build_model(tiny_config(name="segformer"))
     with pytest.raises(FlexsegError, match=r"model\.activation='relux' is unknown"):
         build_model(tiny_config(activation="relux"))

@@ -49,11 +49,11 @@ def test_every_callback_can_be_switched_off_and_the_order_holds(tmp_path: Path) 
     off = ["checkpoint", "early_stopping", "reduce_lr", "csv_logs", "plots", "mlflow", "last_checkpoint"]
     cfg = compose([*OFF, *(f"callbacks.{name}=false" for name in off)])
     cbs = build_callbacks(cfg, tmp_path, TrainingState())
-    assert [type(c).__name__ for c in cbs] == ["EpochTimer", "EpochRecorder"]
-    assert cbs[1].ckpt_dir is None
+    assert [type(c).__name__ for c in cbs] == ["EpochTimer", "SignalStop", "EpochRecorder"]
+    assert cbs[2].ckpt_dir is None
     names = [type(c).__name__ for c in build_callbacks(compose(OFF), tmp_path, TrainingState())]
-    assert names == ["EpochTimer", "ReduceLROnPlateau", "BestCheckpoint", "EarlyStopping", "EpochRecorder", "CsvLogger",
-                     "CurvePlotter", "MlflowLogger"]
+    assert names == ["EpochTimer", "SignalStop", "ReduceLROnPlateau", "BestCheckpoint", "EarlyStopping", "EpochRecorder",
+                     "CsvLogger", "CurvePlotter", "MlflowLogger"]
 
 
 def test_reduce_lr_is_skipped_under_a_schedule(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

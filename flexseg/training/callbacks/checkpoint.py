@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import keras
 
+from flexseg import storage
 from flexseg.sweep.objective import is_score
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,11 @@ def monitor_mode(monitor: str) -> str:
 def save_model_atomic(model: keras.Model, path: Path) -> Path:
     """Save `model` (with optimizer state when compiled) as `.keras`: temp file, then rename.
 
-    A reader (or a process killed mid-write) never sees a half-written file at `path`.
+    A reader (or a process killed mid-write) never sees a half-written file at `path`; a failed write
+    (a full disk) leaves the previous file and raises `flexseg.storage.write_error`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with storage.atomic_write(path, storage.CHECKPOINT_HINT) as tmp:
+        model.save(tmp)
     return path
 
 

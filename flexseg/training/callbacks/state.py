@@ -19,7 +19,6 @@ import copy
 import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
+from flexseg import stopping, storage
 from flexseg.config.validation import parse_every
 from flexseg.training.callbacks.checkpoint import save_model_atomic
 from flexseg.training.callbacks.writer import CheckpointWriter, ModelSnapshot, link_or_copy, write_snapshot
@@ -84,11 +84,14 @@ def _plain(value: Any) -> Any:
 
 
 def write_state(path: Path, state: TrainingState) -> Path:
-    """Write `state` as JSON via temp file + rename (NaN/Infinity kept, as Python's json does)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(state), indent=1, default=_plain))
-    os.replace(tmp, path)
+    """Write `state` as JSON via temp file + rename (NaN/Infinity kept, as Python's json does).
+
+    Raises:
+        FlexsegError: The write failed (a full disk: `flexseg.storage.write_error`); the previous state stays.
+    """
+    text = json.dumps(dataclasses.asdict(state), indent=1, default=_plain)
+    with storage.atomic_write(path, storage.CHECKPOINT_HINT) as tmp:
+        tmp.write_text(text)
     return path
 
 
@@ -173,7 +176,8 @@ class EpochRecorder(keras.callbacks.Callback):
         stateful: Role name (a key of `STATEFUL_ATTRIBUTES`) -> callback instance.
         ckpt_dir: Folder for `last.keras` and `state.json`; None records in memory only.
         log_lr: Put the epoch's learning rate into the history as `lr`.
-        time_limit: The `train.time_limit` callback: a training it ends is not "stopped early".
+        time_limit: The `train.time_limit` callback: a training it ends is not "stopped early" (nor
+            one a signal ends, `flexseg.stopping`).
         last_every: `callbacks.last_every`: commit every N-th epoch ("5") or after a time ("10m").
         background: Write files on the writer thread (False: on the training thread).
     """
@@ -226,7 +230,7 @@ class EpochRecorder(keras.callbacks.Callback):
         s.epoch = epoch + 1
         s.iterations = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         s.lr = current_lr(self.model) if lr_is_settable(self.model) else None
-        timed_out = self.time_limit is not None and self.time_limit.triggered
+        timed_out = self.time_limit is not None and self.time_limit.triggered or stopping.requested() is not None
         s.stopped_early = bool(getattr(self.model, "stop_training", False)) and not timed_out
         s.callbacks = {
             role: {"monitor": cb.monitor,

@@ -1,5 +1,5 @@
-"""Wall-clock callbacks: `train.time_limit` ends a training at a step boundary; `EpochTimer` logs where
-each epoch's time went.
+"""Wall-clock callbacks: `train.time_limit` (and `SignalStop`, a SIGINT / SIGTERM) end a training at a step
+boundary; `EpochTimer` logs where each epoch's time went.
 
 The epoch in progress stops at the first step that ends past the budget; Keras then validates it
 and runs every epoch-end callback (best checkpoint, last checkpoint, logs, pictures), so the
@@ -13,6 +13,8 @@ import logging
 import time
 
 import keras
+
+from flexseg import stopping
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,39 @@ class TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
             log.info("train.time_limit=%gs reached after step %d of this epoch: ending the training after this "
                      "epoch's validation", self.seconds, batch + 1)
+
+
+class SignalStop(keras.callbacks.Callback):
+    """End `fit` after the current step once a SIGINT / SIGTERM asked to stop (`flexseg.stopping`).
+
+    As with `TimeLimit`, Keras then validates the shortened epoch and runs every epoch-end callback
+    (the checkpoint + state commit included); a request during validation or the epoch-end work ends
+    the training after that epoch. In `evaluate` it stops after the current batch. A training it ends
+    is not "stopped early": `train.resume` continues it.
+
+    Args:
+        evaluating: Given to `evaluate` (not `fit`, whose validation always runs whole).
+    """
+
+    def __init__(self, evaluating: bool = False) -> None:
+        super().__init__()
+        self.evaluating = evaluating
+
+    def _stop(self, attribute: str, where: str) -> None:
+        if stopping.requested() is not None and not getattr(self.model, attribute, False):
+            setattr(self.model, attribute, True)
+            log.info("stop requested: ending the %s after %s", "training" if attribute == "stop_training"
+                     else "evaluation", where)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._stop("stop_training", f"step {batch + 1} of this epoch (after its validation)")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._stop("stop_training", f"epoch {epoch + 1}")
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.evaluating:
+            self._stop("stop_evaluating", f"batch {batch + 1}")
 
 
 class EpochTimer(keras.callbacks.Callback):

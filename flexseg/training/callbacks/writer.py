@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -22,6 +23,7 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
+from flexseg import storage
 from flexseg.errors import FlexsegError
 from flexseg.training.keras_file import CheckpointProcess, write_keras_file
 
@@ -88,23 +90,27 @@ class ModelSnapshot:
 
 def write_snapshot(snapshot: ModelSnapshot, path: Path, process: Optional[CheckpointProcess] = None) -> Path:
     """Write `snapshot` as a `.keras` file at `path` (temp file in the same folder, then rename), in
-    `process` when given (off the GIL of the training process), else here."""
-    if process is not None:
-        return process.write(path, snapshot.config_json, snapshot.metadata_json, snapshot.entries)
-    return write_keras_file(path, snapshot.config_json, snapshot.metadata_json, snapshot.entries)
+    `process` when given (off the GIL of the training process), else here.
+
+    Raises:
+        FlexsegError: The write failed (`flexseg.storage.write_error`: the path, the free space there).
+    """
+    try:
+        if process is not None:
+            return process.write(path, snapshot.config_json, snapshot.metadata_json, snapshot.entries)
+        return write_keras_file(path, snapshot.config_json, snapshot.metadata_json, snapshot.entries)
+    except OSError as err:
+        raise storage.write_error(path, err, storage.CHECKPOINT_HINT) from err
 
 
 def link_or_copy(source: Path, target: Path) -> Path:
     """Make `target` the same file as `source` (hard link; a copy where links fail), atomically."""
-    tmp = target.with_name(f".{target.name}.link")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # a filesystem without hard links
-        import shutil
-
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with storage.atomic_write(target, storage.CHECKPOINT_HINT) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(source, tmp)
     return target
 
 
@@ -138,10 +144,12 @@ class CheckpointWriter:
             future, then = self._pending.pop(0)
             try:
                 future.result()
+            except FlexsegError:  # a write that names its file and the free space (`flexseg.storage`)
+                self._pending.clear()
+                raise
             except OSError as err:
                 self._pending.clear()
-                raise FlexsegError(f"Writing a checkpoint failed: {err}. Free disk space or point the run "
-                                   "elsewhere (hydra.run.dir=...), then continue with train.resume=auto.") from err
+                raise FlexsegError(f"Writing a checkpoint failed: {err}. {storage.CHECKPOINT_HINT}") from err
             if then is not None:
                 then()
 
