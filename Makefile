@@ -64,8 +64,9 @@ bench-data: install  ## data pipeline throughput + peak RSS (plain and augmented
 bench-tiled: install  ## tiled inference: seconds, MP/s vs the model's forward-only limit, peak RSS
 	$(BIN)/python benchmarks/bench_tiled.py
 
-bench-precision: install  ## training images/s in float32 vs train.precision=auto (and bf16), two reference configs (~6 min on 2 cores)
+bench-precision: install  ## training images/s in float32 vs train.precision=auto, two reference configs; auto reaches float32's dice (~9 min on 2 cores)
 	$(BIN)/python benchmarks/bench_precision.py
+	$(BIN)/python benchmarks/precision_parity.py
 
 .PHONY: bench
 bench: install  ## every benchmark figure (machine limits, train GFLOP/s, epoch overhead, predict, race) -> BENCHMARKS.md (< 20 min)

@@ -25,7 +25,6 @@ import math
 import os
 import string
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -179,27 +178,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_SCHEMAS)}")
 
-    work = (args.keep or Path(tempfile.mkdtemp(prefix="flexseg-zoo-"))).resolve()
-    work.mkdir(parents=True, exist_ok=True)
     rows: list[ZooRow] = []
     try:
-        for name in models:
-            row = measure(name, args.steps)
-            print(f"{name}: {row.params / 1e6:.2f} M parameters, {row.gflop:.2f} GFLOP/image, "
-                  f"{row.images_per_s:.2f} train images/s", flush=True)
-            if not args.skip_train:
-                train_and_evaluate(row, args.budget, work)
-                print(f"  test dice {row.dice:.4f} after {args.budget:g} s ({row.epochs} epoch{'s' * (row.epochs != 1)})",
-                      flush=True)
-            rows.append(row)
+        with benchlib.work_folder(args.keep, "flexseg-zoo-") as work:
+            for name in models:
+                row = measure(name, args.steps)
+                print(f"{name}: {row.params / 1e6:.2f} M parameters, {row.gflop:.2f} GFLOP/image, "
+                      f"{row.images_per_s:.2f} train images/s", flush=True)
+                if not args.skip_train:
+                    train_and_evaluate(row, args.budget, work)
+                    print(f"  test dice {row.dice:.4f} after {args.budget:g} s "
+                          f"({row.epochs} epoch{'s' * (row.epochs != 1)})", flush=True)
+                rows.append(row)
     except RaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    finally:
-        if args.keep is None:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
     text = table(rows, None if args.skip_train else args.budget)
     print("\n" + text)
     if args.json:

@@ -15,13 +15,15 @@ import time: the orchestrator and its tests use it without loading TF.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -34,6 +36,18 @@ REFERENCE_CONFIGS: dict[str, dict[str, Any]] = {
     "b": dict(base_filters=16, base_kernels=3, num_layers=6, dropout_rate=0.05, normalization="none"),  # 7.78 M, 30.0 GFLOP
 }
 CONV_LIMIT_FP32 = "conv limit fp32"  # the figure name of the fp32 conv limit in bench_limits' JSON
+
+
+@contextlib.contextmanager
+def work_folder(keep: Optional[Path], prefix: str) -> Iterator[Path]:
+    """The folder a benchmark trains in: `keep` (left in place) or a new temp folder, removed afterwards."""
+    base = (keep or Path(tempfile.mkdtemp(prefix=prefix))).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        yield base
+    finally:
+        if keep is None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def make_row(figure: str, value: float, unit: str, baseline: Optional[float] = None,

@@ -33,13 +33,15 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402  (benchmarks/ is a folder of scripts; benchlib imports no TensorFlow)
+
+REPO = benchlib.REPO
 LUNG_ROOT = REPO.parent / "shared" / "data" / "lung_tumor_mini"
 EPOCHS = 100000  # never reached: the time limit ends every training
 FIGURE = "mean_foreground_dice_original_size"  # the race figure in evaluation.csv
@@ -145,14 +147,6 @@ def table(results: list[Result], budget: float) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, title: str, rows: list[dict[str, object]], text: str) -> None:
-    """The figure JSON (title, rows, text), written to a temp file and renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"title": title, "rows": rows, "text": text}, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def flexseg(args: list[str], cwd: Path, wrap: list[str], timeout: float) -> float:
     """Run `python -m flexseg ARGS` in `cwd` (after the `wrap` command words); its wall seconds.
 
@@ -211,32 +205,27 @@ def main(argv: Optional[list[str]] = None) -> int:
         notes.append(f"lung_tumor skipped: {args.lung_root} is missing (../shared/data is not in a fresh clone)")
         print(f"note: {notes[-1]}", flush=True)
 
-    base = (args.keep or Path(tempfile.mkdtemp(prefix="flexseg-race-"))).resolve()
     results: list[Result] = []
     try:
-        for dataset in datasets:
-            work = base / dataset
-            work.mkdir(parents=True, exist_ok=True)
-            for recipe in recipes:
-                print(f"{dataset} / {recipe}: training {args.budget:g} s ...", flush=True)
-                result = race_one(dataset, recipe, args.budget, work, args.lung_root,
-                                  shlex.split(args.default_overrides), shlex.split(args.wrap))
-                results.append(result)
-                print(f"  test dice {result.dice:.4f} (model res {result.dice_model:.4f}), {result.epochs} epochs, "
-                      f"train {result.train_wall_s:.0f} s + eval {result.eval_wall_s:.0f} s wall", flush=True)
+        with benchlib.work_folder(args.keep, "flexseg-race-") as base:
+            for dataset in datasets:
+                work = base / dataset
+                work.mkdir(parents=True, exist_ok=True)
+                for recipe in recipes:
+                    print(f"{dataset} / {recipe}: training {args.budget:g} s ...", flush=True)
+                    result = race_one(dataset, recipe, args.budget, work, args.lung_root,
+                                      shlex.split(args.default_overrides), shlex.split(args.wrap))
+                    results.append(result)
+                    print(f"  test dice {result.dice:.4f} (model res {result.dice_model:.4f}), {result.epochs} "
+                          f"epochs, train {result.train_wall_s:.0f} s + eval {result.eval_wall_s:.0f} s wall", flush=True)
     except RaceError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    finally:
-        if args.keep is None:
-            import shutil
-
-            shutil.rmtree(base, ignore_errors=True)
 
     text = "\n".join([table(results, args.budget), *(f"- {n}" for n in notes)])
     print("\n" + text)
     if args.json:
-        write_json(args.json, f"Equal-time race ({args.budget:g} s of training per recipe)", figure_rows(results),
+        benchlib.write_json(args.json, f"Equal-time race ({args.budget:g} s of training per recipe)", figure_rows(results),
                    text)
     return 0
 

@@ -36,7 +36,7 @@ class CallbacksConfig:
     tiled_every: int = 1  # every N-th epoch (and the last); each run costs a full sliding-window prediction
     # Epoch pictures (infer + tiled) take at most this share of the training time: an epoch's pictures are
     # skipped while they are over it (the last epoch always gets them). None: every epoch.
-    pictures_share: Optional[float] = 0.03
+    pictures_share: Optional[float] = 0.02
     csv_logs: bool = True  # train_losses.csv, train_metrics.csv
     plots: bool = True  # train_losses.png, train_metrics.png
     mlflow: bool = True  # per-epoch metrics into the MLflow run

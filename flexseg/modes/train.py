@@ -33,7 +33,7 @@ from flexseg.training.callbacks.timing import EpochTimer, SignalStop, TimeLimit
 from flexseg.training.callbacks.pruning import TrialPruning
 from flexseg.sweep.objective import best_epoch, resolve_direction
 from flexseg.sweep.trial import TrialReporter
-from flexseg.config.choices import BadFilePolicy, LRSchedule
+from flexseg.config.choices import LRSchedule
 from flexseg.config.schemas import Config
 from flexseg.data.discovery import IMAGE_EXTS, Split, build_split
 from flexseg.data.augment import build_augment
@@ -239,9 +239,8 @@ def run(cfg: Config, ctx: RunContext) -> dict[str, float]:
     # One iterator for the whole fit (repeated datasets + steps per epoch): a new iterator every epoch
     # stalled each epoch start for seconds. Several workers keep Keras' own epoch ends (shards differ).
     whole = dist.cluster is None
-    valid_whole = whole and opts.on_bad_file != BadFilePolicy.skip  # skipped files would shift the passes
     steps_per_epoch = t.steps_per_epoch or math.ceil(len(splits["train"]) / batch)
-    validation_steps = t.validation_steps or (math.ceil(len(splits["valid"]) / batch) if valid_whole else None)
+    validation_steps = t.validation_steps  # repeated, Keras' new iterator every epoch stalled for 1-6 s
     train_ds = build_dataset(splits["train"], pal, size, m.image_channels, m.num_classes, batch, shuffle=True,
                              seed=cfg.seed + state.epoch, repeat=t.steps_per_epoch is not None or whole,
                              shuffle_buffer=t.shuffle_buffer, augment=augment, options=opts, cache=cfg.dataset.cache,

@@ -61,7 +61,10 @@ def plot_curves(
     panels = [(t, keys) for t, keys in panels if keys]
     cols = min(len(panels), 3) or 1
     rows = max(math.ceil(len(panels) / cols), 1)
+    # Fixed margins instead of tight_layout, which draws the figure once more to measure its texts.
     fig = Figure(figsize=(5 * cols, 3.6 * rows))
+    fig.subplots_adjust(left=0.6 / (5 * cols), right=1 - 0.15 / (5 * cols), bottom=0.5 / (3.6 * rows),
+                        top=1 - 0.35 / (3.6 * rows), wspace=0.25, hspace=0.45)
     epochs = [r["epoch"] for r in history]
     for i, (title, keys) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -76,7 +79,6 @@ def plot_curves(
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path)
 
 

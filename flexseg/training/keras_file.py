@@ -53,10 +53,15 @@ def write_keras_file(path: Path, config_json: str, metadata_json: str, entries: 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
-        with zipfile.ZipFile(tmp, "w") as archive:
-            archive.writestr("metadata.json", metadata_json)
-            archive.writestr("config.json", config_json)
-            archive.writestr("model.weights.h5", weights_h5_bytes(entries))
+        with open(tmp, "wb") as fh:
+            with zipfile.ZipFile(fh, "w") as archive:
+                archive.writestr("metadata.json", metadata_json)
+                archive.writestr("config.json", config_json)
+                archive.writestr("model.weights.h5", weights_h5_bytes(entries))
+            # On disk before the rename, here in the writer: left to the kernel's writeback (30 s
+            # later), the file's data stalled whatever the training process then synced (seconds).
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:  # a full disk: give its space back; the file at `path` stays as it was
         tmp.unlink(missing_ok=True)

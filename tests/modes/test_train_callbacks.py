@@ -289,6 +289,22 @@ def test_epoch_pictures_keep_to_their_share_of_training_time_and_always_show_the
     # epoch 1 at t=10 (spent 0); next when 3 <= 0.05 t, t >= 60: epoch 6 (t=63); then 6 <= 0.05 t: t >= 120,
     # past the 10 epochs (t=106): the last epoch comes from on_train_end.
     assert steps == [1, 6, 10]
+    # A second kind of picture sharing that spent budget still shows the first epoch it sees.
+    steps.clear()
+    shared = PictureBudget(0.05)
+    first, second = (Slow(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 16, 16, 2), np.float32),
+                          np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8), tmp_path, baseline=False, budget=shared)
+                     for _ in range(2))
+    for callback in (first, second):
+        callback.set_model(model)
+        callback.on_train_begin()
+    clock[0] += 10.0
+    first.on_epoch_end(0)
+    second.on_epoch_end(0)
+    clock[0] += 10.0
+    first.on_epoch_end(1)
+    second.on_epoch_end(1)
+    assert steps == [1, 1] and shared.spent == 6.0  # epoch 2: 6 s spent > 5 % of 26 s, neither
     unlimited = Slow(np.zeros((1, 16, 16, 3), np.float32), np.zeros((1, 16, 16, 2), np.float32),
                      np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8), tmp_path, baseline=False)
     steps.clear()

@@ -1,8 +1,9 @@
 """Zoo models end to end through the real CLI: train 1 epoch -> eval -> tiled at another tile size.
 
-Two models stand for the zoo (tests/models/test_zoo.py covers every one in-process): swin_unet (custom
-layers, window attention traced in a training step and a rebuilt predictor) and deeplabv3plus. No
-per-epoch pictures and no mode=infer (it predicts as eval does): tracing a zoo model costs 10-40 s per mode.
+swin_unet stands for the zoo (tests/models/test_zoo.py covers every model in-process, `make zoo-bench`
+trains each through the CLI): custom layers, window attention traced in a training step and in a
+predictor rebuilt for another size. No per-epoch pictures and no mode=infer (it predicts as eval does):
+tracing a zoo model costs 10-40 s per mode.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.slow
 
 OWN = {
     "swin_unet": ["model.patch_size=2", "model.window_size=4", "model.blocks_per_stage=2", "model.num_heads=2"],
-    "deeplabv3plus": ["model.blocks_per_stage=1", "model.aspp_filters=8", "model.low_level_filters=4"],
 }
 
 

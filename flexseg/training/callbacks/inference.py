@@ -10,8 +10,8 @@ the first epochs compare against a baseline.
 
 Pictures cost forward passes at every epoch end; a `PictureBudget` shared by both callbacks keeps
 them to a share of the training time (`callbacks.pictures_share`): an epoch's pictures are skipped
-while the time spent on pictures is above that share of the time since training began, and the
-last epoch always gets its pictures.
+while the time spent on pictures is above that share of the time since training began; the first
+epoch a training runs and its last one always get their pictures.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class _EpochPictures(keras.callbacks.Callback):
         baseline: Picture the untrained model at step 0 when training begins (a new run; a resumed
             run already has it).
         budget: Skips an epoch's pictures while pictures took more than their share of the training
-            time (the last epoch is always pictured); None: every due epoch.
+            time (the first and the last epoch are always pictured); None: every due epoch.
     """
 
     key = ""
@@ -103,7 +103,7 @@ class _EpochPictures(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._last_epoch = epoch
-        if self.due(epoch) and self.budget.allows():
+        if self.due(epoch) and (self._done is None or self.budget.allows()):  # the first one always
             self._timed_picture(epoch)
         elif self.due(epoch):
             log.debug("%s of epoch %d skipped: pictures are over callbacks.pictures_share", self.key, epoch + 1)

@@ -52,11 +52,11 @@ class CurvePlotter(keras.callbacks.Callback):
 
     Drawing costs about a second; with short epochs the plots are redrawn only once the time since
     the last drawing is `budget` times what that drawing cost (so they take at most ~1/budget of the
-    training time), and always when training ends.
+    training time, 1 % by default), and always when training ends.
     """
 
     def __init__(self, run_dir: Path, recorder: EpochRecorder, class_names: Sequence[str],
-                 budget: float = 20.0) -> None:
+                 budget: float = 100.0) -> None:
         super().__init__()
         self.recorder, self.run_dir, self.budget = recorder, run_dir, budget
         self.per_class = {f"{prefix}_{name}" for prefix in ("dice", "iou") for name in class_names}

@@ -62,6 +62,23 @@ def _recording_store_class() -> Optional[type]:
 
 
 _RECORDING_STORE = _recording_store_class()
+_SKIPSET_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
+
+
+def _cache_attr_skipsets() -> None:
+    """Make Keras' saving walk reuse its attribute skip sets (~0.2 s less per snapshot and per save).
+
+    Keras 3 rebuilds the skip set of each object type on every save by making throwaway layers and
+    metrics: `get_attr_skipset` looks its cache up under `saving_attr_skiplist_<type>` but stores it
+    under `saving_attr_skipset_<type>`. This stores the same sets under the key it reads, in the
+    calling thread (Keras' global state is per thread).
+    """
+    from keras.src.backend.common import global_state
+
+    for obj_type in _SKIPSET_TYPES:
+        key = f"saving_attr_skiplist_{obj_type}"
+        if global_state.get_global_attribute(key) is None:
+            global_state.set_global_attribute(key, _saving_lib.get_attr_skipset(obj_type))
 
 
 @dataclass
@@ -78,11 +95,12 @@ class ModelSnapshot:
         if _RECORDING_STORE is None:
             return None
         try:
+            _cache_attr_skipsets()
             config_json, metadata_json = _saving_lib._serialize_model_as_json(model)
             store = _RECORDING_STORE()
             _saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
                                     visited_saveables=set())
-        except (AttributeError, TypeError, ValueError) as err:  # pragma: no cover - Keras changed
+        except (AttributeError, TypeError, ValueError, ImportError) as err:  # pragma: no cover - Keras changed
             log.warning("background checkpoint writes are off (%s); saving synchronously", err)
             return None
         return cls(config_json, metadata_json, store.entries)
