@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -173,6 +174,20 @@ def test_epoch_tiled_inference_every_n_epochs_and_after_the_last(tmp_path: Path)
     callback.on_train_end()
     assert [(key, step) for key, step, _ in logged] == [("epoch_change_tiled", 2), ("epoch_change_tiled", 3)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_002.png", "epoch_003.png"]
+
+
+def test_the_mlflow_step_copy_of_a_large_picture_is_at_most_1024_px_and_the_file_keeps_full_size(tmp_path: Path) -> None:
+    from flexseg.training.callbacks import EpochInference
+
+    logged: list[tuple[int, ...]] = []
+    palette = np.asarray([[0, 0, 0], [255, 0, 0]], np.uint8)
+    callback = EpochInference(np.zeros((1, 8, 8, 3), np.float32), np.zeros((1, 8, 8, 2), np.float32), palette,
+                              tmp_path, log_image=lambda img, key, step: logged.append(img.shape), baseline=False)
+    grid = np.random.default_rng(0).integers(0, 255, (2048, 1536, 3), dtype=np.uint8)
+    callback.publish(grid, 1)
+    callback.publish(grid[:300, :200], 2)  # small pictures go as they are
+    assert logged == [(1024, 768, 3), (300, 200, 3)]
+    assert cv2.imread(str(tmp_path / "epoch_001.png")).shape == (2048, 1536, 3)
 
 
 def test_epoch_tiled_inference_follows_the_weights_of_every_epoch(tmp_path: Path) -> None:
