@@ -18,13 +18,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import REFERENCE_CONFIGS, REPO, make_row, print_table, write_json  # noqa: E402
+from benchlib import REFERENCE_CONFIGS, REPO, make_row, print_table, work_folder, write_json  # noqa: E402
 
 EPOCH_LINE = re.compile(r"epoch (\d+) took ([\d.]+) s: training steps ([\d.]+) s, validation ([\d.]+) s, "
                         r"epoch-end work ([\d.]+) s")
@@ -75,12 +74,11 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--keep", default=None, help="folder to keep the runs in (default: a temp folder)")
     args = parser.parse_args()
-    tmp = tempfile.TemporaryDirectory(prefix="flexseg-overhead-")
-    root = Path(args.keep or tmp.name).resolve()
-    root.mkdir(parents=True, exist_ok=True)
     rows, lines = [], ["| callbacks | epoch | wall s | steps s | validation s | epoch-end work s |", "|---|---|---|---|---|---|"]
-    for name, extra, count in (("default", [], args.epochs), ("minimal", ["callbacks=minimal"], args.minimal_epochs)):
-        epochs = train(root, name, extra, count)
+    runs = (("default", [], args.epochs), ("minimal", ["callbacks=minimal"], args.minimal_epochs))
+    with work_folder(args.keep and Path(args.keep), "flexseg-overhead-") as root:
+        trained = [(name, train(root, name, extra, count)) for name, extra, count in runs]
+    for name, epochs in trained:
         over, valid, wall = overhead(epochs)
         lines += [f"| {name} | {e} | {w:.1f} | {s:.1f} | {v:.1f} | {r:.1f} |" for e, w, s, v, r in epochs]
         target = f"<= {TARGET:.0f} %" if name == "default" else None

@@ -16,7 +16,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -56,12 +55,10 @@ def main() -> int:
     args = parser.parse_args()
     from flexseg.training.devices import resolve_precision
 
-    tmp = tempfile.TemporaryDirectory(prefix="flexseg-parity-")
-    root = Path(args.keep or tmp.name).resolve()
-    root.mkdir(parents=True, exist_ok=True)
     auto = resolve_precision("auto").value
     other = "mixed_bfloat16" if auto == "float32" else "float32"
-    dice = {precision: train(root, precision, args.epochs) for precision in ("auto", other)}
+    with benchlib.work_folder(args.keep and Path(args.keep), "flexseg-parity-") as root:
+        dice = {precision: train(root, precision, args.epochs) for precision in ("auto", other)}
     ok = dice["auto"] > FLOOR and abs(dice["auto"] - dice[other]) <= TOLERANCE
     print(f"train.precision=auto ({auto}): best val_dice {dice['auto']:.4f}; {other}: {dice[other]:.4f}; "
           f"{'same score' if ok else 'NOT the same score'} (auto > {FLOOR}, gap <= {TOLERANCE})")

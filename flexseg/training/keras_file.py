@@ -58,8 +58,8 @@ def write_keras_file(path: Path, config_json: str, metadata_json: str, entries: 
                 archive.writestr("metadata.json", metadata_json)
                 archive.writestr("config.json", config_json)
                 archive.writestr("model.weights.h5", weights_h5_bytes(entries))
-            # On disk before the rename, here in the writer: left to the kernel's writeback (30 s
-            # later), the file's data stalled whatever the training process then synced (seconds).
+            # On disk before the rename (in the writer process, off the training loop), so a crash
+            # or power loss after it cannot leave an empty `last.keras` behind `state.json`.
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
